@@ -1,0 +1,110 @@
+"""The reward config: every weight, gate, limit, seed and vector count in one place.
+
+Defaults are declared once here (each field has a help string); a YAML file under
+``configs/reward/`` overrides them; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or value is wrong; the message says what to set instead."""
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse/TRL naming
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    # --- weights: reward = format + syntax + function + ppa, each level gated by the previous one
+    w_format: float = _f(0.1, "reward for extracting a module with the right name")
+    w_syntax: float = _f(0.2, "reward for passing Verilator lint and matching the golden interface")
+    w_function: float = _f(1.0, "reward for a full functional pass")
+    partial_credit: float = _f(
+        0.5, "max function credit for a failing design, times its fraction of matching vectors "
+        "(0 disables graded credit; must stay < 1 so a full pass dominates)")
+    w_ppa: float = _f(0.5, "weight of the PPA level (in [0, 1]); only awarded after a full functional pass")
+    ppa_enabled: bool = _f(True, "run Yosys + OpenSTA on designs that pass")
+    ppa_metric: str = _f("area_delay", "what PPA compares: area | delay | area_delay | area_delay_power")
+    ppa_max_gain: float = _f(2.0, "improvement factor over the golden that earns the full PPA level")
+    # --- co-simulation
+    seeds: list[int] = _f([1, 2, 3], "stimulus seeds; each seed is an independent run from reset")
+    comb_vectors: int = _f(256, "random + corner vectors per seed for combinational designs")
+    seq_cycles: int = _f(200, "clock cycles per seed for sequential designs")
+    reset_cycles: int = _f(2, "cycles reset is held at the start of each seed")
+    midrun_resets: int = _f(2, "extra resets asserted at random cycles during each sequential seed")
+    # --- limits (per tool call; CPU seconds hold under load, wall = cpu * wall_factor + 2)
+    lint_cpu_s: float = _f(10.0, "CPU-time limit for Verilator lint")
+    sim_cpu_s: float = _f(10.0, "CPU-time limit for Icarus compile + run")
+    synth_cpu_s: float = _f(30.0, "CPU-time limit for Yosys synthesis")
+    sta_cpu_s: float = _f(20.0, "CPU-time limit for OpenSTA")
+    wall_factor: float = _f(4.0, "wall-clock limit = cpu limit * wall_factor + 2 s (generous: load is not a timeout)")
+    memory_mb: int = _f(2048, "address-space limit per tool process")
+    max_procs: int = _f(64, "process/thread limit per sandbox")
+    max_output_bytes: int = _f(1_000_000, "stdout/stderr captured per tool call; the rest is dropped")
+    max_file_mb: int = _f(64, "largest file a tool may write")
+    tmp_mb: int = _f(64, "size of the private /tmp inside the sandbox")
+    max_completion_chars: int = _f(200_000, "longer completions are rejected with RESOURCE_LIMIT before any tool runs")
+    sandbox: bool = _f(True, "run tools inside bubblewrap (turn off only for debugging trusted input)")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.partial_credit < 1.0:
+            raise ConfigError(
+                f"partial_credit={self.partial_credit} must be in [0, 1) so a full pass is worth clearly more; "
+                "set e.g. partial_credit: 0.5")
+        if self.ppa_metric not in ("area", "delay", "area_delay", "area_delay_power"):
+            raise ConfigError(
+                f"ppa_metric={self.ppa_metric!r} is unknown; valid: area, delay, area_delay, area_delay_power")
+        if not self.seeds:
+            raise ConfigError("seeds is empty; give at least one seed, e.g. seeds: [1, 2, 3]")
+        if self.ppa_max_gain <= 1.0:
+            raise ConfigError(f"ppa_max_gain={self.ppa_max_gain} must be > 1, e.g. 2.0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def content_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def field_help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+def load_reward_config(path: str | Path | None = None, **overrides: Any) -> RewardConfig:
+    """Defaults ← YAML file (if given) ← keyword overrides. Unknown keys raise :class:`ConfigError`."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"reward config {path} does not exist; see configs/reward/default.yaml") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"reward config {path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"reward config {path} must be a mapping of field: value, got {type(loaded).__name__}")
+        values.update(loaded)
+    values.update(overrides)
+    known = {f.name for f in dataclasses.fields(RewardConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown reward config keys {unknown}; valid keys are {sorted(known)}")
+    try:
+        return RewardConfig(**values)
+    except TypeError as exc:
+        raise ConfigError(f"bad reward config value: {exc}") from exc

@@ -1,0 +1,280 @@
+"""Run one untrusted tool invocation in a sandbox.
+
+Every EDA tool call of the reward stack goes through :func:`run_job`. A :class:`Job` is plain data
+(argv, input files, limits, files to read back) with a content hash; running it is separate.
+
+What is isolated (each property has an adversarial test in ``tests/test_sandbox.py``):
+
+* **Network**: a fresh network namespace (``bwrap --unshare-all``) with only a down loopback.
+* **Filesystem**: ``/usr`` (and the few extra tool prefixes a Job names) read-only; ``/etc`` is
+  absent except ``ld.so.cache``; ``/home``, ``/root``, ``/work``, other jobs' dirs are not mounted.
+  The only writable places are the private job directory (``/job``) and a size-capped ``/tmp`` tmpfs.
+* **Privileges**: as root, the tool runs under an unprivileged uid/gid (so rlimits, notably the
+  process count, hold), inside a new user/pid/ipc/uts/cgroup namespace with ``--cap-drop ALL``
+  and a new session (no controlling terminal to inject input into).
+* **Resources**: ``RLIMIT_CPU`` (CPU seconds, so load from other jobs does not cause false
+  timeouts), ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE`` (file size), ``RLIMIT_NPROC`` (fork bombs),
+  ``RLIMIT_CORE=0``; a generous wall-clock backstop; stdout/stderr capped (a flood kills the job).
+* **Cleanup**: the whole process tree dies with the job (pid namespace + ``--die-with-parent`` +
+  process-group kill), and the job directory is removed.
+
+What is *not* isolated: CPU and memory bandwidth (a job can slow its neighbours, never fail
+them), the kernel itself (a kernel exploit escapes any namespace), the read-only contents of
+``/usr`` (a tool can read, not change, installed files), and wall time spent blocked on I/O
+beyond the wall backstop. Without bubblewrap (``sandbox=False``, debugging only) just the rlimits,
+the process-group kill and the output cap apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import resource
+import selectors
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_UID_BASE = 61000
+_UID_SPAN = 4000
+_uid_counter = itertools.count()
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not run the job (not the tool failing): an infrastructure error."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits for one job."""
+
+    cpu_s: float = 10.0
+    wall_s: float = 60.0
+    memory_mb: int = 2048
+    max_procs: int = 64
+    max_output_bytes: int = 1_000_000
+    max_file_mb: int = 64
+    tmp_mb: int = 64
+
+
+@dataclass(frozen=True)
+class Job:
+    """A tool invocation as plain data: run ``argv`` in a fresh dir holding ``files``.
+
+    ``outputs`` names files (relative to the job dir) to read back after the run.
+    ``ro_binds`` are extra host paths made visible read-only at the same path (tool prefixes).
+    """
+
+    argv: tuple[str, ...]
+    files: tuple[tuple[str, str], ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    outputs: tuple[str, ...] = ()
+    ro_binds: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+    def content_hash(self) -> str:
+        blob = json.dumps(
+            [self.argv, self.files, self.outputs, self.ro_binds, self.env, vars(self.limits)], sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class JobResult:
+    """What happened. ``cpu_limit``/``wall_timeout``/``output_truncated`` say which limit (if any) hit."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    outputs: dict[str, bytes]
+    wall_s: float
+    cpu_s: float
+    cpu_limit: bool = False
+    wall_timeout: bool = False
+    memory_limit: bool = False
+    output_truncated: bool = False
+    signal: int | None = None
+
+    @property
+    def timed_out(self) -> bool:
+        return self.cpu_limit or self.wall_timeout
+
+    def tail(self, n: int = 1500) -> str:
+        text = (self.stderr.strip() + "\n" + self.stdout.strip()).strip()
+        return text[-n:]
+
+
+def bwrap_binary() -> str | None:
+    return os.environ.get("BWRAP") or shutil.which("bwrap")
+
+
+def _job_root() -> Path:
+    root = Path(os.environ.get("RTLFORGE_JOB_DIR", tempfile.gettempdir())) / "rtlforge-jobs"
+    root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    return root
+
+
+def _bwrap_argv(bwrap: str, job: Job, job_dir: Path) -> list[str]:
+    argv = [
+        bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
+        "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+        "--proc", "/proc", "--dev", "/dev",
+        "--size", str(job.limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
+    ]
+    if os.path.exists("/etc/ld.so.cache"):
+        argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    for path in job.ro_binds:
+        if not path.startswith("/usr/") and os.path.exists(path):
+            argv += ["--ro-bind", path, path]
+    argv += ["--bind", str(job_dir), "/job", "--chdir", "/job", "--"]
+    return argv + list(job.argv)
+
+
+def _preexec(limits: Limits, uid: int | None):
+    cpu = max(1, int(limits.cpu_s + 0.999))
+    mem = limits.memory_mb * 1024 * 1024
+    fsize = limits.max_file_mb * 1024 * 1024
+
+    def apply() -> None:  # runs in the child between fork and exec
+        os.setsid()
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_procs, limits.max_procs))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+
+    return apply
+
+
+def _read_capped(proc: subprocess.Popen, limits: Limits, deadline: float) -> tuple[bytes, bytes, bool, bool]:
+    """Drain stdout/stderr until exit; kill on output flood or wall deadline."""
+    bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    sel = selectors.DefaultSelector()
+    for stream in bufs:
+        sel.register(stream, selectors.EVENT_READ)
+    truncated = wall = False
+    open_streams = len(bufs)
+    while open_streams:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            wall = True
+            break
+        for key, _ in sel.select(timeout=min(remaining, 0.5)):
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                sel.unregister(key.fileobj)
+                open_streams -= 1
+                continue
+            buf = bufs[key.fileobj]
+            buf += chunk
+            if len(bufs[proc.stdout]) + len(bufs[proc.stderr]) > limits.max_output_bytes:
+                truncated = True
+                open_streams = 0
+                break
+    sel.close()
+    return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), truncated, wall
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _read_outputs(job_dir: Path, names: tuple[str, ...], cap: int) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for name in names:
+        try:  # O_NOFOLLOW: a link planted by the tool must not make us read a host file
+            fd = os.open(job_dir / name, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as handle:
+            if not os.path.isfile(f"/proc/self/fd/{handle.fileno()}"):
+                continue
+            out[name] = handle.read(cap)
+    return out
+
+
+def run_job(job: Job, sandbox: bool = True) -> JobResult:
+    """Run ``job`` under the limits; returns what happened. Raises :class:`SandboxError` on setup failure."""
+    bwrap = bwrap_binary()
+    if sandbox and not bwrap:
+        raise SandboxError("bubblewrap not found: install it (apt-get install bubblewrap) or set $BWRAP")
+    job_dir = Path(tempfile.mkdtemp(prefix="job-", dir=_job_root()))
+    uid = None
+    if os.geteuid() == 0:
+        uid = _UID_BASE + (os.getpid() * 131 + next(_uid_counter)) % _UID_SPAN
+    try:
+        for name, content in job.files:
+            target = job_dir / name
+            if target.resolve().parent != job_dir.resolve() and job_dir.resolve() not in target.resolve().parents:
+                raise SandboxError(f"job file name {name!r} escapes the job dir")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+        if uid is not None:
+            for path in [job_dir, *job_dir.rglob("*")]:
+                os.chown(path, uid, uid)
+        argv = _bwrap_argv(bwrap, job, job_dir) if sandbox else list(job.argv)
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/job" if sandbox else str(job_dir), "LANG": "C.UTF-8",
+               "TMPDIR": "/tmp", **dict(job.env)}
+        log.debug("sandbox run: %s", shlex.join(argv))
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=job_dir, env=env, preexec_fn=_preexec(job.limits, uid), close_fds=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
+        try:
+            stdout, stderr, truncated, wall = b"", b"", False, True
+            stdout, stderr, truncated, wall = _read_capped(proc, job.limits, start + job.limits.wall_s)
+        finally:
+            if wall or truncated:
+                _kill_tree(proc)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.stdout.close()
+            proc.stderr.close()
+        wall_s = time.monotonic() - start
+        _kill_tree(proc)  # stragglers in our session (sandbox=False case)
+        rc = proc.returncode
+        sig = -rc if rc < 0 else (rc - 128 if rc > 128 and sandbox else None)
+        stderr_text = stderr.decode("utf-8", "replace")
+        if sandbox and rc != 0 and stderr_text.startswith("bwrap:"):
+            raise SandboxError(f"bubblewrap failed to set up the sandbox: {stderr_text.strip()[:300]}")
+        cpu_s = usage.ru_utime + usage.ru_stime
+        cpu_limit = sig in (signal.SIGXCPU, signal.SIGKILL) and not wall and not truncated
+        return JobResult(
+            returncode=rc,
+            stdout=stdout.decode("utf-8", "replace"),
+            stderr=stderr_text,
+            outputs=_read_outputs(job_dir, job.outputs, job.limits.max_file_mb * 1024 * 1024),
+            wall_s=wall_s,
+            cpu_s=cpu_s,
+            cpu_limit=cpu_limit or sig == signal.SIGXCPU,
+            wall_timeout=wall,
+            memory_limit="std::bad_alloc" in stderr_text or "out of memory" in stderr_text.lower(),
+            output_truncated=truncated,
+            signal=sig,
+        )
+    finally:
+        if not os.environ.get("RTLFORGE_KEEP_JOBS"):
+            shutil.rmtree(job_dir, ignore_errors=True)

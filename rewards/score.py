@@ -1,0 +1,184 @@
+"""Score completions: format → guard → syntax/interface → function → PPA, each level gating the next.
+
+``score(task, completion, config)`` returns one :class:`RewardResult`; ``score_batch`` scores many
+concurrently (tools are subprocesses, so threads suffice) and evaluates identical
+(task, code) pairs once. Infrastructure failures come back as ``INFRA_ERROR`` with ``reward=None``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from rewards import cosim, guard, interface, lint, ppa, testbench
+from rewards.config import RewardConfig
+from rewards.extract import extract_verilog
+from rewards.sandbox import Limits, SandboxError
+from rewards.tools import ToolNotFound, tool_versions
+from rewards.types import RewardResult, Status, Task
+
+log = logging.getLogger(__name__)
+
+_INFRA_EXCEPTIONS = (ToolNotFound, SandboxError, OSError)
+
+
+def limits_for(config: RewardConfig, cpu_s: float) -> Limits:
+    """Sandbox limits for one tool call with a CPU budget of ``cpu_s`` seconds."""
+    return Limits(
+        cpu_s=cpu_s,
+        wall_s=cpu_s * config.wall_factor + 2.0,
+        memory_mb=config.memory_mb,
+        max_procs=config.max_procs,
+        max_output_bytes=config.max_output_bytes,
+        max_file_mb=config.max_file_mb,
+        tmp_mb=config.tmp_mb,
+    )
+
+
+def normalise_code(code: str) -> str:
+    """Whitespace-insensitive form of extracted code, for cache keys and in-batch dedup."""
+    return re.sub(r"\s+", " ", code).strip()
+
+
+def _levels(fmt: float = 0.0, syntax: float = 0.0, function: float = 0.0, ppa_level: float = 0.0) -> dict:
+    return {"format": fmt, "syntax": syntax, "function": function, "ppa": ppa_level}
+
+
+def _total(config: RewardConfig, levels: dict[str, float]) -> float:
+    return round(
+        config.w_format * levels["format"]
+        + config.w_syntax * levels["syntax"]
+        + config.w_function * levels["function"]
+        + config.w_ppa * levels["ppa"],
+        6,
+    )
+
+
+def _result(task: Task, config: RewardConfig, status: Status, levels: dict, log_text: str = "",
+            metrics: dict | None = None, reward: float | None = None) -> RewardResult:
+    total = _total(config, levels) if reward is None else reward
+    return RewardResult(task_id=task.id, status=status, passed=status is Status.OK, reward=total,
+                        levels=levels, metrics=metrics or {}, log=log_text[-2000:])
+
+
+def score(task: Task, completion: str, config: RewardConfig | None = None) -> RewardResult:
+    """Score one completion against ``task``. Never raises for candidate or tool failures."""
+    config = config or RewardConfig()
+    try:
+        return _score(task, completion, config)
+    except _INFRA_EXCEPTIONS as exc:
+        log.warning("infrastructure failure scoring %s: %s", task.id, exc)
+        return RewardResult.infra_error(task.id, f"{type(exc).__name__}: {exc}")
+
+
+def _score(task: Task, completion: str, config: RewardConfig) -> RewardResult:
+    if not isinstance(completion, str) or not completion.strip():
+        return _result(task, config, Status.FORMAT_ERROR, _levels(),
+                       "empty completion: the model produced no text")
+    if len(completion) > config.max_completion_chars:
+        return _result(task, config, Status.RESOURCE_LIMIT, _levels(),
+                       f"completion has {len(completion)} characters, over max_completion_chars="
+                       f"{config.max_completion_chars}", reward=0.0)
+    extraction = extract_verilog(completion, task.top_module)
+    if extraction.code is None:
+        return _result(task, config, Status.FORMAT_ERROR, _levels(), extraction.error)
+    code = extraction.code
+    reserved = guard.reserved_names(task)
+    violations = guard.check_candidate(code, reserved)
+    if violations:
+        return _result(task, config, Status.FORBIDDEN, _levels(fmt=1.0), "; ".join(violations), reward=0.0)
+
+    lint_result = lint.run_lint(code, task.top_module, limits=limits_for(config, config.lint_cpu_s),
+                                sandbox=config.sandbox)
+    metrics: dict = {"lint_warnings": lint_result.warning_count}
+    if not lint_result.ok:
+        status = Status.RESOURCE_LIMIT if lint_result.timed_out else Status.SYNTAX_ERROR
+        return _result(task, config, status, _levels(fmt=1.0), lint_result.log, metrics)
+    mismatch = interface.check_interface(task, code)
+    if mismatch:
+        return _result(task, config, Status.INTERFACE_MISMATCH, _levels(fmt=1.0), mismatch, metrics)
+
+    sim_limits = limits_for(config, config.sim_cpu_s)
+    if task.testbench:
+        outcome = testbench.run_testbench(task, code, limits=sim_limits, sandbox=config.sandbox)
+    else:
+        outcome = cosim.run_cosim(
+            task, code, seeds=tuple(config.seeds), comb_vectors=config.comb_vectors,
+            seq_cycles=config.seq_cycles, reset_cycles=config.reset_cycles,
+            midrun_resets=config.midrun_resets, limits=sim_limits, sandbox=config.sandbox)
+    metrics.update(outcome.metrics)
+    metrics["vectors"] = outcome.total
+    metrics["matched"] = outcome.matched
+    if outcome.status is Status.INFRA_ERROR:
+        return RewardResult.infra_error(task.id, outcome.log)
+    if outcome.status is not Status.OK:
+        fraction = outcome.matched / outcome.total if outcome.total else 0.0
+        credit = config.partial_credit * fraction if outcome.status is Status.SIM_MISMATCH else 0.0
+        return _result(task, config, outcome.status, _levels(1.0, 1.0, credit), outcome.log, metrics)
+
+    ppa_level = 0.0
+    if config.ppa_enabled and config.w_ppa > 0:
+        ppa_level, ppa_metrics, ppa_log = ppa.score_ppa(
+            task, code, metric=config.ppa_metric, max_gain=config.ppa_max_gain,
+            synth_limits=limits_for(config, config.synth_cpu_s),
+            sta_limits=limits_for(config, config.sta_cpu_s), sandbox=config.sandbox)
+        metrics.update(ppa_metrics)
+        if ppa_log:
+            metrics["ppa_note"] = ppa_log[-300:]
+    metrics["tools"] = tool_versions()
+    return _result(task, config, Status.OK, _levels(1.0, 1.0, 1.0, ppa_level), "", metrics)
+
+
+def dedup_key(task: Task, completion: str) -> str:
+    """Two items with the same key score identically (same task content, same extracted code)."""
+    extraction = extract_verilog(completion, task.top_module) if isinstance(completion, str) else None
+    body = normalise_code(extraction.code) if extraction and extraction.code else f"raw:{completion!r}"
+    return hashlib.sha256(f"{task.content_hash()}\0{body}".encode()).hexdigest()
+
+
+def default_jobs() -> int:
+    """Concurrent scoring jobs: one per core (the tools are single-threaded and CPU-bound)."""
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def score_batch(
+    items: Sequence[tuple[Task, str]],
+    config: RewardConfig | None = None,
+    jobs: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[RewardResult]:
+    """Score ``(task, completion)`` pairs concurrently; results in input order.
+
+    Identical pairs (same task, same normalised code) are evaluated once; ``progress(n)`` is called
+    with the number of newly finished items.
+    """
+    config = config or RewardConfig()
+    keys = [dedup_key(task, completion) for task, completion in items]
+    first: dict[str, int] = {}
+    for index, key in enumerate(keys):
+        first.setdefault(key, index)
+    unique = sorted(first.values())
+    results: dict[int, RewardResult] = {}
+    with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
+        futures = {pool.submit(score, *items[i], config): i for i in unique}
+        for future, index in futures.items():
+            results[index] = future.result()
+            if progress:
+                progress(sum(1 for k in keys if k == keys[index]))
+    out = []
+    for index, key in enumerate(keys):
+        result = results[first[key]]
+        if index != first[key]:
+            result = RewardResult.from_dict(result.to_dict())
+            result.task_id = items[index][0].id
+        out.append(result)
+    return out
+
+
+def iter_chunks(seq: Sequence, size: int) -> Iterable[Sequence]:
+    for start in range(0, len(seq), size):
+        yield seq[start:start + size]
