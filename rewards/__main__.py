@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from rewards.config import ConfigError, load_reward_config
-from rewards.score import default_jobs, score_batch
 from rewards.tasks import TaskFileError, load_task_index
 from rewards.tools import liberty_path, tool_versions
 from rewards.types import RewardResult, Status, Task
@@ -66,6 +65,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     todo = [(i, item) for i, item in enumerate(parsed) if isinstance(item, tuple)]
     from tqdm import tqdm
 
+    from rewards.score import score_batch
+
     with tqdm(total=len(todo), desc="scoring", unit="item", file=sys.stderr, disable=args.quiet) as bar:
         scored = score_batch([item for _, item in todo], config, jobs=args.jobs, progress=bar.update)
     results: list = list(parsed)
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--completions", required=True, help="JSONL of {task_id, completion}")
     p.add_argument("--out", required=True, help="where to write one RewardResult per line")
     p.add_argument("--config", default=None, help="reward config YAML (default: built-in defaults)")
-    p.add_argument("--jobs", type=int, default=default_jobs(), help="concurrent scoring jobs")
+    p.add_argument("--jobs", type=int, default=None, help="concurrent scoring jobs (default: one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_score)
     t = sub.add_parser("tools", help="show installed EDA tools and versions")
