@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -65,17 +66,35 @@ def _result(task: Task, config: RewardConfig, status: Status, levels: dict, log_
                         levels=levels, metrics=metrics or {}, log=log_text[-2000:])
 
 
-def score(task: Task, completion: str, config: RewardConfig | None = None) -> RewardResult:
-    """Score one completion against ``task``. Never raises for candidate or tool failures."""
+class _Stopwatch:
+    """Accumulates seconds per stage into a caller's dict (for benchmarks and server histograms)."""
+
+    def __init__(self, sink: dict[str, float] | None) -> None:
+        self.sink = sink
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.sink is not None:
+            self.sink[stage] = self.sink.get(stage, 0.0) + now - self.last
+        self.last = now
+
+
+def score(task: Task, completion: str, config: RewardConfig | None = None,
+          timings: dict[str, float] | None = None) -> RewardResult:
+    """Score one completion against ``task``. Never raises for candidate or tool failures.
+
+    ``timings``, when given, receives seconds spent per stage (format, guard, syntax, function, ppa).
+    """
     config = config or RewardConfig()
     try:
-        return _score(task, completion, config)
+        return _score(task, completion, config, _Stopwatch(timings))
     except _INFRA_EXCEPTIONS as exc:
         log.warning("infrastructure failure scoring %s: %s", task.id, exc)
         return RewardResult.infra_error(task.id, f"{type(exc).__name__}: {exc}")
 
 
-def _score(task: Task, completion: str, config: RewardConfig) -> RewardResult:
+def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch) -> RewardResult:
     if not isinstance(completion, str) or not completion.strip():
         return _result(task, config, Status.FORMAT_ERROR, _levels(),
                        "empty completion: the model produced no text")
@@ -84,11 +103,13 @@ def _score(task: Task, completion: str, config: RewardConfig) -> RewardResult:
                        f"completion has {len(completion)} characters, over max_completion_chars="
                        f"{config.max_completion_chars}", reward=0.0)
     extraction = extract_verilog(completion, task.top_module)
+    watch.lap("format")
     if extraction.code is None:
         return _result(task, config, Status.FORMAT_ERROR, _levels(), extraction.error)
     code = extraction.code
     reserved = guard.reserved_names(task)
     violations = guard.check_candidate(code, reserved)
+    watch.lap("guard")
     if violations:
         return _result(task, config, Status.FORBIDDEN, _levels(fmt=1.0), "; ".join(violations), reward=0.0)
 
@@ -99,6 +120,7 @@ def _score(task: Task, completion: str, config: RewardConfig) -> RewardResult:
         status = Status.RESOURCE_LIMIT if lint_result.timed_out else Status.SYNTAX_ERROR
         return _result(task, config, status, _levels(fmt=1.0), lint_result.log, metrics)
     mismatch = interface.check_interface(task, code)
+    watch.lap("syntax")
     if mismatch:
         return _result(task, config, Status.INTERFACE_MISMATCH, _levels(fmt=1.0), mismatch, metrics)
 
@@ -110,6 +132,7 @@ def _score(task: Task, completion: str, config: RewardConfig) -> RewardResult:
             task, code, seeds=tuple(config.seeds), comb_vectors=config.comb_vectors,
             seq_cycles=config.seq_cycles, reset_cycles=config.reset_cycles,
             midrun_resets=config.midrun_resets, limits=sim_limits, sandbox=config.sandbox)
+    watch.lap("function")
     metrics.update(outcome.metrics)
     metrics["vectors"] = outcome.total
     metrics["matched"] = outcome.matched
@@ -126,6 +149,7 @@ def _score(task: Task, completion: str, config: RewardConfig) -> RewardResult:
             task, code, metric=config.ppa_metric, max_gain=config.ppa_max_gain,
             synth_limits=limits_for(config, config.synth_cpu_s),
             sta_limits=limits_for(config, config.sta_cpu_s), sandbox=config.sandbox)
+        watch.lap("ppa")
         metrics.update(ppa_metrics)
         if ppa_log:
             metrics["ppa_note"] = ppa_log[-300:]
