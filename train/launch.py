@@ -169,9 +169,7 @@ def reward_server_argv(run: dict[str, Any], workers: int, host: str = "127.0.0.1
             "--workers", str(workers)]
     if run.get("reward_config"):
         argv += ["--config", str(run["reward_config"])]
-    tasks = run.get("task_files") or run.get("tasks") or []
-    if isinstance(tasks, str):
-        tasks = [tasks]
+    tasks = [run[key] for key in ("train_tasks", "eval_tasks") if run.get(key)]
     if tasks:
         argv += ["--tasks", *map(str, tasks)]
     if port is not None:
