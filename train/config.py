@@ -1,0 +1,229 @@
+"""Config loading for the training scripts: dataclass defaults ← YAML file ← command-line flags.
+
+Each entry script declares one dataclass that subclasses a TRL config (``GRPOConfig``, ``SFTConfig``,
+``DPOConfig``) only to add fields, usually by mixing in the field groups below::
+
+    @dataclass
+    class DPOScriptConfig(ModelFields, TaskFields, DPOConfig):
+        beta_schedule: str = field(default="constant", metadata={"help": "..."})
+
+    cfg = load_config(DPOScriptConfig, argv)          # argv like ["--config", "x.yaml", "--lr", "1e-5"]
+    save_resolved_config(cfg, cfg.output_dir)        # writes <output_dir>/resolved_config.yaml
+
+Rules (STYLE.md, "Configs"): every field has a default and a help string; the YAML file (``--config``)
+overrides the defaults, flags override the YAML; an unknown key in either place raises
+:class:`ConfigError` listing close matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+import yaml
+from transformers import HfArgumentParser
+
+from rewards.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RESOLVED_CONFIG_NAME = "resolved_config.yaml"
+RERUN_CONFIG_NAME = "config.yaml"
+_EXPLICIT_ATTR = "_rtlforge_explicit_keys"
+
+# The linear layers of Qwen2/Llama-style blocks: LoRA on all of them is the usual recipe for code RL.
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors TRL's metadata naming
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class ModelFields:
+    """Which policy to load and whether to train it fully or through a LoRA adapter."""
+
+    model_name_or_path: str = _f(
+        "tiny", "HF model id or local dir; 'tiny' = the embedded tiny policy (built and cached on first use)")
+    tiny_cache_dir: str | None = _f(
+        None, "where the tiny policy is cached (default: $RTLFORGE_CACHE or ~/.cache/rtlforge)")
+    model_dtype: str = _f("auto", "weights dtype: auto | float32 | bfloat16 | float16 (auto = bf16 on GPU, fp32 on CPU)")
+    attn_implementation: str | None = _f(None, "e.g. flash_attention_2 or sdpa; None = transformers' default")
+    use_peft: bool = _f(False, "train a LoRA adapter (PEFT) instead of all weights")
+    lora_r: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = _f(0.05, "LoRA dropout")
+    lora_target_modules: list[str] = _f(DEFAULT_LORA_TARGETS, "module names LoRA adapts")
+
+
+@dataclass
+class TaskFields:
+    """Which tasks to train (and evaluate) on and how prompts are written."""
+
+    train_tasks: str | None = _f(None, "task JSONL/parquet for training; None = embedded corpus split 'train'")
+    eval_tasks: str | None = _f(None, "held-out task file for pass@1; None = embedded corpus split 'test'")
+    max_train_tasks: int | None = _f(None, "use only the first N training tasks (None = all)")
+    prompt_style: str = _f("plain", "prompt style from rollout.prompts: plain | think | chat")
+
+
+def _flag_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.init}
+
+
+def _unknown_key_error(unknown: list[str], known: set[str], where: str) -> ConfigError:
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=3)
+        hints.append(f"{key!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+    return ConfigError(
+        f"unknown config keys in {where}: {', '.join(hints)}. Every key must be a field of the script's "
+        "config dataclass; run the script with --help for the list.")
+
+
+def read_yaml_config(path: str | Path, cls: type) -> dict[str, Any]:
+    """Read a recipe YAML and check every key is a field of ``cls``; returns the mapping."""
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist; pass an existing recipe, e.g. configs/grpo/") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}. Fix the syntax at the position shown.") from exc
+    loaded = loaded or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must be a mapping of field: value, got {type(loaded).__name__}")
+    unknown = sorted(set(loaded) - _flag_names(cls))
+    if unknown:
+        raise _unknown_key_error(unknown, _flag_names(cls), str(path))
+    return loaded
+
+
+def _split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
+    rest, path = [], None
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--config":
+            if index + 1 >= len(argv):
+                raise ConfigError("--config needs a path, e.g. --config configs/grpo/tiny_cpu.yaml")
+            path = argv[index + 1]
+            index += 2
+            continue
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        index += 1
+    return path, rest
+
+
+def load_config(cls: type[T], argv: list[str] | None = None, *, defaults: dict[str, Any] | None = None) -> T:
+    """Build ``cls`` from dataclass defaults ← ``defaults`` ← ``--config`` YAML ← the other flags in ``argv``.
+
+    Args:
+        cls: a dataclass (normally a TRL config subclass) whose fields are the valid keys.
+        argv: command-line arguments without the program name (``None`` = ``[]``, not ``sys.argv``).
+        defaults: script-level defaults applied under the YAML (e.g. the embedded CPU recipe).
+
+    Raises:
+        ConfigError: unknown keys in the YAML or on the command line, unreadable YAML, or a bad value.
+    """
+    path, flags = _split_config_flag(list(argv or []))
+    values = dict(defaults or {})
+    if path is not None:
+        values.update(read_yaml_config(path, cls))
+    unknown = sorted(set(values) - _flag_names(cls))
+    if unknown:
+        raise _unknown_key_error(unknown, _flag_names(cls), "script defaults")
+    parser = HfArgumentParser(cls)
+    parser.set_defaults(**values)
+    unknown_flags = [a for a in flags if a.startswith("--") and a[2:].split("=", 1)[0] not in _flag_names(cls)]
+    if unknown_flags:
+        raise _unknown_key_error([a[2:].split("=", 1)[0] for a in unknown_flags], _flag_names(cls), "command line")
+    try:
+        (cfg,) = parser.parse_args_into_dataclasses(args=flags)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"bad config value: {exc}. Check the types in the recipe and on the command line.") from exc
+    explicit = set(values) | {a[2:].split("=", 1)[0] for a in flags if a.startswith("--")}
+    object.__setattr__(cfg, _EXPLICIT_ATTR, sorted(explicit))
+    if path is not None:
+        log.info("config: %s with command-line overrides %s", path, [a for a in flags if a.startswith("--")])
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain, YAML-safe mapping of a config dataclass (enums as values, paths as strings)."""
+    source = cfg.to_dict() if hasattr(cfg, "to_dict") else {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if not f.init or f.name not in source:
+            continue
+        value = source[f.name]
+        if isinstance(value, enum.Enum):
+            value = value.value
+        elif isinstance(value, Path):
+            value = str(value)
+        elif not isinstance(value, str | int | float | bool | list | dict | type(None)):
+            value = str(value)
+        out[f.name] = value
+    return out
+
+
+def save_resolved_config(cfg: Any, run_dir: str | Path) -> Path:
+    """Write the config of a run into ``run_dir``; returns the path of ``resolved_config.yaml``.
+
+    ``resolved_config.yaml`` holds every field after validation (the record of what ran, including
+    values TRL derives, so it is not meant to be fed back); ``config.yaml`` holds only the keys that
+    were set by script defaults, the YAML recipe or flags, and reruns the same config with ``--config``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    values = config_to_dict(cfg)
+    path = run_dir / RESOLVED_CONFIG_NAME
+    body = yaml.safe_dump(values, sort_keys=True, allow_unicode=True)
+    path.write_text(f"# every field of {type(cfg).__name__} as the run used it (a record; "
+                    f"rerun with --config {run_dir / RERUN_CONFIG_NAME})\n{body}")
+    explicit = getattr(cfg, _EXPLICIT_ATTR, None)
+    if explicit is not None:
+        rerun = {key: values[key] for key in explicit if key in values}
+        (run_dir / RERUN_CONFIG_NAME).write_text(
+            f"# keys set explicitly for this run; rerun: --config {run_dir / RERUN_CONFIG_NAME}\n"
+            + yaml.safe_dump(rerun, sort_keys=True, allow_unicode=True))
+    return path
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """Map ``model_dtype`` to a torch dtype ('auto' = bf16 with CUDA, else fp32)."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    table = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in table:
+        raise ConfigError(f"model_dtype={name!r} is unknown; valid: auto, {', '.join(table)}")
+    return table[name]
+
+
+def lora_config(fields: ModelFields, task_type: str = "CAUSAL_LM"):
+    """A PEFT ``LoraConfig`` from the LoRA fields, or ``None`` when ``use_peft`` is off."""
+    if not fields.use_peft:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=fields.lora_r, lora_alpha=fields.lora_alpha, lora_dropout=fields.lora_dropout,
+                      target_modules=list(fields.lora_target_modules), task_type=task_type)
+
+
+def cpu_training_defaults() -> dict[str, Any]:
+    """TRL settings that must change on a machine without CUDA (bf16 would fail; no pinned memory)."""
+    if torch.cuda.is_available():
+        return {}
+    return {"bf16": False, "fp16": False, "use_cpu": True, "dataloader_pin_memory": False}
