@@ -8,6 +8,7 @@ Three styles, picked by name from :data:`STYLES`:
   (the reward extractor ignores the reasoning and reads the code block after it).
 - ``"chat"``: the same text as ``"plain"``, meant to be sent as the user message of a chat
   template; :func:`build_messages` adds :data:`SYSTEM_PROMPT` as the system message.
+- ``"raw"``: the spec unchanged, for prompts that carry their own instructions (benchmark prompts).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ STYLES: dict[str, Callable[[str], str]] = {
     "plain": _plain,
     "think": _think,
     "chat": _plain,
+    "raw": lambda spec: spec,
 }
 
 
@@ -76,13 +78,15 @@ def build_messages(spec: str, *, style: str = "chat") -> list[dict[str, str]]:
     ]
 
 
-def render_prompt(tokenizer, spec: str, *, style: str = "plain") -> str:
-    """Text fed to a model for ``spec``: the chat template when ``style == "chat"`` and the tokenizer has one.
+def render_prompt(tokenizer, spec: str, *, style: str = "plain", chat_template: bool | None = None) -> str:
+    """Text fed to a model for ``spec``.
 
-    For ``"plain"``/``"think"`` (or a tokenizer without a chat template) the raw :func:`build_prompt`
-    text is returned, so base models and chat models share one code path.
+    The tokenizer's chat template wraps :func:`build_messages` when ``chat_template`` is true (default:
+    only for ``style == "chat"``) and the tokenizer has one; otherwise the :func:`build_prompt` text is
+    returned as is, so base models and chat models share one code path.
     """
-    if style == "chat" and getattr(tokenizer, "chat_template", None):
+    use_template = style == "chat" if chat_template is None else chat_template
+    if use_template and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             build_messages(spec, style=style), tokenize=False, add_generation_prompt=True)
     return build_prompt(spec, style=style)

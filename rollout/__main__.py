@@ -1,0 +1,98 @@
+"""Batch sampling CLI.
+
+    python -m rollout sample --model CKPT [--base BASE] --tasks TASKS.jsonl --n N --out OUT.jsonl \\
+        [--backend auto|hf|vllm] [--style chat|plain|think|raw] [--temperature T] [--max-new-tokens M]
+
+Writes one Completion record per line: ``{"task_id", "completion", "sample_index"}`` (task order, then
+sample order), ready for ``python -m rewards score`` or ``python -m evals run --samples``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from rollout.sampling import SamplingConfig, sample_completions
+
+
+def read_specs(path: Path) -> list[tuple[str, str]]:
+    """``(id, prompt)`` of every task in a JSONL (or parquet) task file."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path, columns=["id", "prompt"]).to_pylist()
+    else:
+        rows = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+    specs = []
+    for number, row in enumerate(rows, 1):
+        if not isinstance(row.get("id"), str) or not isinstance(row.get("prompt"), str):
+            raise ValueError(f"{path}: record {number} needs string fields 'id' and 'prompt'")
+        specs.append((row["id"], row["prompt"]))
+    return specs
+
+
+def add_sampling_args(parser: argparse.ArgumentParser) -> None:
+    """Model and sampling flags shared with ``python -m evals run``."""
+    parser.add_argument("--base", help="base model for a LoRA adapter (default: the one it records)")
+    parser.add_argument("--backend", default="auto", help="auto | hf | vllm (auto: vllm when a GPU has it)")
+    parser.add_argument("--device", help="cpu | cuda (default: cuda when available)")
+    parser.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)")
+    parser.add_argument("--n", type=int, default=1, help="completions per task")
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--max-new-tokens", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=8, help="sequences per generate call (HF)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def sampling_config(args: argparse.Namespace, style: str, chat_template: bool | None = None) -> SamplingConfig:
+    """Build a :class:`SamplingConfig` from parsed flags."""
+    return SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
+                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
+                          style=style, chat_template=chat_template)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rollout", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sample = sub.add_parser("sample", help="draw completions for a task file")
+    sample.add_argument("--model", required=True, help="checkpoint dir (full, merged, or LoRA adapter)")
+    sample.add_argument("--tasks", required=True, type=Path, help="JSONL/parquet of Task records")
+    sample.add_argument("--out", required=True, type=Path, help="output JSONL of Completion records")
+    sample.add_argument("--style", default="chat", help="prompt style: chat | plain | think | raw")
+    add_sampling_args(sample)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        specs = read_specs(args.tasks)
+        config = sampling_config(args, args.style)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    with tqdm(total=len(specs) * args.n, desc="sampling", unit="seq") as bar:
+        completions = sample_completions(args.model, [p for _, p in specs], config, base=args.base,
+                                         backend=args.backend, device=args.device, dtype=args.dtype,
+                                         progress=bar.update)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w") as handle:
+        for (task_id, _), texts in zip(specs, completions, strict=True):
+            for index, text in enumerate(texts):
+                handle.write(json.dumps({"task_id": task_id, "completion": text, "sample_index": index}) + "\n")
+    print(f"wrote {sum(len(c) for c in completions)} completions to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Load a policy checkpoint for sampling: a full model dir, a LoRA adapter dir on its base, or a merged model.
+
+A directory holding ``adapter_config.json`` is a PEFT adapter: its base comes from ``base=`` or from
+the adapter's own ``base_model_name_or_path``; the adapter is merged into the base so generation runs
+at full speed. Anything else is loaded with ``AutoModelForCausalLM`` (a hub id works where a hub is
+reachable). The tokenizer comes from the checkpoint when it has one, else from the base.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be loaded; the message says what was found and what to pass instead."""
+
+
+def is_adapter(checkpoint: str | Path) -> bool:
+    """True when ``checkpoint`` is a local PEFT adapter directory."""
+    return (Path(checkpoint) / "adapter_config.json").is_file()
+
+
+def adapter_base(checkpoint: str | Path, base: str | Path | None = None) -> str:
+    """The base model an adapter applies to: ``base`` if given, else the adapter config's record of it."""
+    if base is not None:
+        return str(base)
+    config = json.loads((Path(checkpoint) / "adapter_config.json").read_text())
+    recorded = config.get("base_model_name_or_path")
+    if not recorded:
+        raise CheckpointError(
+            f"LoRA adapter {checkpoint} does not record its base model (base_model_name_or_path is empty): "
+            "pass the base checkpoint with --base")
+    return recorded
+
+
+def resolve_dtype(dtype, device: str):
+    """``None``/``"auto"`` → bfloat16 on CUDA, float32 elsewhere; strings like ``"bfloat16"`` → torch dtypes."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise CheckpointError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    return value
+
+
+def _has_tokenizer(path: str | Path) -> bool:
+    return any((Path(path) / name).is_file() for name in _TOKENIZER_FILES)
+
+
+def load_tokenizer(checkpoint: str | Path, base: str | Path | None = None):
+    """Tokenizer for sampling: from ``checkpoint`` if it has one, else ``base``; left padding, a pad token set."""
+    from transformers import AutoTokenizer
+
+    source = checkpoint if _has_tokenizer(checkpoint) or base is None else base
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def load_policy(checkpoint: str | Path, *, base: str | Path | None = None, device: str = "cpu",
+                dtype=None):
+    """Load ``(model, tokenizer)`` ready for generation (eval mode, on ``device``).
+
+    Args:
+        checkpoint: full/merged model directory (or hub id), or a LoRA adapter directory.
+        base: base model for an adapter (defaults to the one the adapter records).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …
+        dtype: torch dtype or its name; default bfloat16 on CUDA, float32 on CPU.
+
+    Raises:
+        CheckpointError: the checkpoint directory does not exist or an adapter's base is unknown.
+    """
+    from transformers import AutoModelForCausalLM
+
+    path = Path(checkpoint)
+    if not path.exists() and str(checkpoint).startswith((".", "/", "~")):
+        raise CheckpointError(f"checkpoint {checkpoint} does not exist; pass a model directory or LoRA adapter dir")
+    torch_dtype = resolve_dtype(dtype, device)
+    if is_adapter(path):
+        from peft import PeftModel
+
+        base_name = adapter_base(path, base)
+        log.info("loading LoRA adapter %s on base %s", path, base_name)
+        model = AutoModelForCausalLM.from_pretrained(base_name, dtype=torch_dtype)
+        model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+        tokenizer = load_tokenizer(path, base_name)
+    else:
+        log.info("loading model %s", checkpoint)
+        model = AutoModelForCausalLM.from_pretrained(str(checkpoint), dtype=torch_dtype)
+        tokenizer = load_tokenizer(checkpoint, base)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device).eval(), tokenizer

@@ -1,0 +1,93 @@
+"""One call from a checkpoint and specs to completions, on either backend (picked by name from :data:`BACKENDS`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rollout.prompts import render_prompt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How completions are drawn. Defaults suit a CPU smoke run; real evals raise ``max_new_tokens``."""
+
+    n: int = field(default=1, metadata={"help": "completions per prompt"})
+    temperature: float = field(default=0.8, metadata={"help": "0 = greedy"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
+    max_new_tokens: int = field(default=1024, metadata={"help": "generated tokens per completion"})
+    batch_size: int = field(default=8, metadata={"help": "sequences per generate call (HF backend)"})
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    style: str = field(default="chat", metadata={"help": "prompt style: plain | think | chat | raw"})
+    chat_template: bool | None = field(
+        default=None, metadata={"help": "wrap prompts in the tokenizer's chat template (default: style == chat)"})
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"SamplingConfig(n={self.n}, max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size}): "
+                "all must be >= 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"SamplingConfig(temperature={self.temperature}, top_p={self.top_p}): "
+                             "need temperature >= 0 and 0 < top_p <= 1")
+
+
+def _sample_with_hf(checkpoint, specs, config, *, base, device, dtype, progress):
+    from rollout.hf import sample_hf
+    from rollout.model import load_policy
+
+    model, tokenizer = load_policy(checkpoint, base=base, device=device, dtype=dtype)
+    prompts = [render_prompt(tokenizer, s, style=config.style, chat_template=config.chat_template) for s in specs]
+    return sample_hf(model, tokenizer, prompts, n=config.n, temperature=config.temperature, top_p=config.top_p,
+                     max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, seed=config.seed,
+                     progress=progress)
+
+
+def _sample_with_vllm(checkpoint, specs, config, *, base, device, dtype, progress):
+    from rollout.model import adapter_base, is_adapter, load_tokenizer
+    from rollout.vllm import load_vllm, sample_vllm
+
+    tokenizer = load_tokenizer(checkpoint, adapter_base(checkpoint, base) if is_adapter(checkpoint) else base)
+    prompts = [render_prompt(tokenizer, s, style=config.style, chat_template=config.chat_template) for s in specs]
+    llm, lora = load_vllm(checkpoint, base=base, dtype=dtype or "auto", seed=config.seed)
+    out = sample_vllm(llm, tokenizer, prompts, n=config.n, temperature=config.temperature, top_p=config.top_p,
+                      max_new_tokens=config.max_new_tokens, seed=config.seed, lora_request=lora)
+    if progress:
+        progress(len(prompts) * config.n)
+    return out
+
+
+BACKENDS: dict[str, Callable] = {"hf": _sample_with_hf, "vllm": _sample_with_vllm}
+
+
+def pick_backend(name: str) -> str:
+    """``"auto"`` → ``"vllm"`` when vLLM and a GPU are present, else ``"hf"``; other names are checked."""
+    if name == "auto":
+        from rollout.vllm import vllm_available
+
+        return "vllm" if vllm_available() else "hf"
+    if name not in BACKENDS:
+        raise ValueError(f"unknown sampling backend {name!r}; valid backends are {sorted(BACKENDS)} or 'auto'")
+    return name
+
+
+def sample_completions(checkpoint: str | Path, specs: Sequence[str], config: SamplingConfig, *,
+                       base: str | Path | None = None, backend: str = "auto", device: str | None = None,
+                       dtype=None, progress: Callable[[int], None] | None = None) -> list[list[str]]:
+    """Load ``checkpoint`` (full, LoRA adapter or merged) and draw ``config.n`` completions per spec.
+
+    Specs are turned into prompts with :func:`rollout.prompts.render_prompt` (``config.style``).
+    Returns one list of ``config.n`` completions per spec, in order.
+    """
+    name = pick_backend(backend)
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    log.info("sampling %d prompts x %d with %s on %s", len(specs), config.n, name, device)
+    return BACKENDS[name](checkpoint, list(specs), config, base=base, device=device, dtype=dtype,
+                          progress=progress)
