@@ -153,7 +153,7 @@ def load_config(cls: type[T], argv: list[str] | None = None, *, defaults: dict[s
     try:
         (cfg,) = parser.parse_args_into_dataclasses(args=flags)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"bad config value: {exc}. Check the types in the recipe and on the command line.") from exc
+        raise ConfigError(f"invalid config ({cls.__name__}): {exc}. Fix the value in the recipe or on the command line.") from exc
     explicit = set(values) | {a[2:].split("=", 1)[0] for a in flags if a.startswith("--")}
     object.__setattr__(cfg, _EXPLICIT_ATTR, sorted(explicit))
     if path is not None:

@@ -68,7 +68,7 @@ def script_defaults() -> dict:
         "logging_steps": 25,
         "save_strategy": "no",
         "report_to": "none",
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,
         "seed": 0,
         **cpu_training_defaults(),
     }

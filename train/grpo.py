@@ -1,0 +1,413 @@
+"""GRPO (with DAPO options) over TRL's GRPOTrainer, rewarded by the rtlforge reward server.
+
+Launch::
+
+    # Embedded default: build the tiny policy (cached), SFT warm start, GRPO on CPU, pass@1 before/after
+    accelerate launch train/grpo.py                # or: python train/grpo.py
+    # A recipe, with any config field overridden on the command line
+    accelerate launch train/grpo.py --config configs/grpo/tiny_cpu.yaml --max_steps 20
+    # Qwen2.5-Coder-7B-Instruct, LoRA, one node (vLLM colocated in the training processes)
+    accelerate launch --config_file configs/accelerate/single_gpu.yaml train/grpo.py \\
+        --config configs/grpo/qwen2.5-coder-7b_lora.yaml
+    # Full weights, ZeRO-3 on GPUs 0-3, generation on a vLLM server on GPUs 4-7
+    CUDA_VISIBLE_DEVICES=4,5,6,7 trl vllm-serve --model Qwen/Qwen2.5-Coder-7B-Instruct \\
+        --tensor_parallel_size 1 --data_parallel_size 4 --port 8000 &
+    python -m rewards.server --host 0.0.0.0 --port 8100 --workers 32 &
+    CUDA_VISIBLE_DEVICES=0,1,2,3 accelerate launch --config_file configs/accelerate/zero3.yaml \\
+        --num_processes 4 train/grpo.py --config configs/grpo/qwen2.5-coder-7b_zero3-vllm.yaml \\
+        --reward_urls http://127.0.0.1:8100
+
+Rewards: every completion is scored by the reward server (format → syntax → function → PPA). With no
+``reward_urls`` the main process starts one on loopback and every process shares it. Each level's mean
+and the status mix are logged every step (``rewards/...`` in the logs, wandb and ``metrics.jsonl``).
+An ``INFRA_ERROR`` (tool or server failure) has no reward: the completion is masked out of the group
+baseline and the loss, counted, and a generation batch with more than ``fail_on_infra_rate`` of them
+stops the run with :class:`InfraErrorRateExceeded`.
+
+DAPO (Yu et al., 2025) options, all TRL fields except ``dynamic_sampling`` and ``overlong_*``:
+
+- no KL term: ``beta: 0.0`` (TRL's default; no reference model is loaded);
+- clip-higher: ``epsilon: 0.2``, ``epsilon_high: 0.28``;
+- token-level policy loss: ``loss_type: dapo`` (TRL's default);
+- overlong filtering ``mask_truncated_completions: true``, and soft overlong punishment:
+  ``overlong_buffer_len: L`` subtracts up to ``overlong_penalty`` linearly over the last ``L`` tokens
+  before ``max_completion_length`` (added to the reward of scored completions only);
+- dynamic sampling ``dynamic_sampling: true``: groups whose rewards are all equal (all pass or all fail
+  the same way) carry no advantage; they are dropped from the loss and from its token normaliser, and
+  the count is logged as ``dynamic_sampling/dropped_groups``. Departure from the paper: DAPO keeps
+  sampling new prompts until the batch is full of informative groups; here the batch simply shrinks
+  (no extra generation), so the effective batch size varies from step to step.
+
+vLLM rollout (GPU only, ``pip install -e '.[vllm]'``): ``use_vllm: true`` with ``vllm_mode: colocate``
+(vLLM inside each training process; set ``vllm_gpu_memory_utilization``) or ``vllm_mode: server``
+(``trl vllm-serve --model <model> --port 8000`` on separate GPUs; set ``vllm_server_host``/``port``).
+Without vLLM the trainer samples with HF ``generate`` (the CPU path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python train/grpo.py` / `accelerate launch train/grpo.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+
+from rewards.config import ConfigError, load_reward_config
+from rewards.types import Task
+from rollout.prompts import build_messages, render_prompt
+from train.config import ModelFields, TaskFields, _f, cpu_training_defaults, load_config, lora_config, save_resolved_config
+from train.sft import load_model_and_tokenizer, resolve_tasks
+
+log = logging.getLogger(__name__)
+
+
+class InfraErrorRateExceeded(RuntimeError):
+    """Too many completions could not be scored (tool or reward-server failure): training would learn noise."""
+
+
+@dataclass
+class GRPOScriptConfig(ModelFields, TaskFields, GRPOConfig):
+    """TRL's GRPOConfig plus model/LoRA/task fields and the project's reward and DAPO fields."""
+
+    reward_urls: list[str] | None = _f(None, "reward server URLs; None = start one in-process on loopback")
+    reward_config: str | None = _f(None, "reward config YAML (configs/reward/); None = RewardConfig defaults")
+    reward_workers: int = _f(0, "scoring workers of the auto-started reward server (0 = one per core)")
+    reward_timeout_s: float = _f(600.0, "HTTP timeout of one reward request")
+    fail_on_infra_rate: float = _f(
+        0.1, "stop when more than this fraction of a generation batch is INFRA_ERROR (1.0 = never stop)")
+    dynamic_sampling: bool = _f(True, "drop groups whose rewards are all equal from the loss (DAPO)")
+    overlong_buffer_len: int = _f(0, "soft overlong punishment window in tokens before max_completion_length (0 = off)")
+    overlong_penalty: float = _f(1.0, "largest overlong punishment (reached at max_completion_length)")
+    sft_warm_start_steps: int = _f(600, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny)")
+    eval_pass_at_1: bool = _f(True, "measure functional pass@1 on eval_tasks before and after training")
+    eval_samples: int = _f(4, "samples per held-out task for pass@1 (mean pass rate over samples)")
+    eval_temperature: float = _f(1.0, "sampling temperature of the pass@1 measurement (0 = greedy)")
+    eval_max_tasks: int | None = _f(None, "use only the first N held-out tasks for pass@1 (None = all)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 < self.fail_on_infra_rate <= 1.0:
+            raise ConfigError(f"fail_on_infra_rate={self.fail_on_infra_rate} must be in (0, 1], e.g. 0.1")
+        if self.overlong_buffer_len and self.overlong_buffer_len >= self.max_completion_length:
+            raise ConfigError(
+                f"overlong_buffer_len={self.overlong_buffer_len} must be < max_completion_length="
+                f"{self.max_completion_length}; e.g. a quarter of it")
+
+
+def script_defaults() -> dict[str, Any]:
+    """The embedded CPU recipe (configs/grpo/tiny_cpu.yaml holds the same values), under YAML and flags."""
+    return {
+        "output_dir": "runs/grpo-tiny",
+        "max_steps": 60,
+        "learning_rate": 2e-5,
+        "lr_scheduler_type": "constant",
+        "per_device_train_batch_size": 32,
+        "num_generations": 8,
+        "max_completion_length": 192,
+        "temperature": 1.0,
+        "beta": 0.0,
+        "loss_type": "dapo",
+        "epsilon_high": 0.28,
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": 20,
+        "save_total_limit": 2,
+        "report_to": "wandb",
+        "activation_checkpointing": False,
+        "seed": 0,
+        **cpu_training_defaults(),
+    }
+
+
+# --------------------------------------------------------------------------------------- rewards
+class VerilogReward:
+    """TRL reward function: scores a batch through the reward client, adds overlong shaping, counts INFRA.
+
+    Returns ``None`` for INFRA_ERROR items (TRL masks them); ``last_counts`` holds (infra, total) of the
+    latest call for the trainer's stop check.
+    """
+
+    __name__ = "verilog"
+
+    def __init__(self, trl_reward, *, max_completion_length: int, overlong_buffer_len: int = 0,
+                 overlong_penalty: float = 1.0) -> None:
+        self.trl_reward = trl_reward
+        self.max_len = max_completion_length
+        self.buffer = overlong_buffer_len
+        self.penalty = overlong_penalty
+        self.last_counts = (0, 0)
+        self.infra_total = 0
+        self.scored_total = 0
+
+    def overlong(self, length: int) -> float:
+        """DAPO soft overlong punishment: 0 up to max_len - buffer, then linear down to -penalty."""
+        if not self.buffer:
+            return 0.0
+        excess = length - (self.max_len - self.buffer)
+        return -self.penalty * min(1.0, excess / self.buffer) if excess > 0 else 0.0
+
+    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
+        rewards = self.trl_reward(prompts, completions, completion_ids=completion_ids, **kwargs)
+        infra = sum(1 for r in rewards if r is None)
+        self.last_counts = (infra, len(rewards))
+        self.infra_total += infra
+        self.scored_total += len(rewards)
+        if self.buffer and completion_ids is not None:
+            penalties = [self.overlong(len(ids)) for ids in completion_ids]
+            rewards = [None if r is None else r + p for r, p in zip(rewards, penalties, strict=True)]
+            if "log_metric" in kwargs:
+                kwargs["log_metric"]("rewards/overlong_penalty", sum(penalties) / max(1, len(penalties)))
+        if "log_metric" in kwargs:
+            kwargs["log_metric"]("rewards/infra_error_frac", infra / max(1, len(rewards)))
+        return rewards
+
+
+@contextlib.contextmanager
+def reward_service(cfg: GRPOScriptConfig, tasks: Sequence[Task]) -> Iterator[list[str]]:
+    """Yield reward server URLs: ``cfg.reward_urls``, or one server started on loopback by the main process."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    if cfg.reward_urls:
+        yield list(cfg.reward_urls)
+        return
+    state = PartialState()
+    handle, url = None, [None]
+    if state.is_main_process:
+        from rewards.server import start_background
+
+        handle = start_background("127.0.0.1", 0, config=load_reward_config(cfg.reward_config),
+                                  tasks=list(tasks), workers=cfg.reward_workers or None)
+        url = [handle.url]
+        log.info("reward server started on %s", handle.url)
+    if state.num_processes > 1:
+        broadcast_object_list(url)
+    try:
+        yield [url[0]]
+    finally:
+        if state.num_processes > 1:
+            state.wait_for_everyone()
+        if handle is not None:
+            handle.stop()
+
+
+def make_client(urls: list[str], tasks: Sequence[Task], cfg: GRPOScriptConfig):
+    """A reward client over ``urls`` that knows ``tasks`` by id."""
+    from rewards.client import RewardClient
+
+    return RewardClient(urls, tasks={t.id: t for t in tasks}, config=load_reward_config(cfg.reward_config),
+                        timeout_s=cfg.reward_timeout_s)
+
+
+def make_reward(client, cfg: GRPOScriptConfig) -> VerilogReward:
+    """The reward function handed to GRPOTrainer (the stop check on INFRA is the trainer's)."""
+    from rewards.client import make_trl_reward
+
+    return VerilogReward(make_trl_reward(client, fail_on_infra_rate=None),
+                         max_completion_length=cfg.max_completion_length,
+                         overlong_buffer_len=cfg.overlong_buffer_len, overlong_penalty=cfg.overlong_penalty)
+
+
+# --------------------------------------------------------------------------------------- trainer
+class RTLGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer plus DAPO dynamic sampling and the INFRA_ERROR stop; one method overridden."""
+
+    def __init__(self, *args, verilog_reward: VerilogReward, dynamic_sampling: bool,
+                 fail_on_infra_rate: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.verilog_reward = verilog_reward
+        self.dynamic_sampling = dynamic_sampling
+        self.fail_on_infra_rate = fail_on_infra_rate
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        self._check_infra_rate()
+        if self.dynamic_sampling and self.model.training:
+            drop_flat_groups(self, output)
+        return output
+
+    def _check_infra_rate(self) -> None:
+        infra, total = self.verilog_reward.last_counts
+        counts = self.accelerator.gather(torch.tensor([[infra, total]], device=self.accelerator.device))
+        infra, total = (int(v) for v in counts.sum(dim=0).tolist())
+        if total and infra / total > self.fail_on_infra_rate:
+            raise InfraErrorRateExceeded(
+                f"reward scoring failed (INFRA_ERROR) for {infra} of {total} completions at step "
+                f"{self.state.global_step} ({infra / total:.0%} > fail_on_infra_rate={self.fail_on_infra_rate:.0%}): "
+                "the reward server or an EDA tool is broken, so these completions have no reward. Check that the "
+                "reward server is up (GET /healthz) and `python -m rewards tools` lists every tool; raise "
+                "fail_on_infra_rate only if occasional failures are expected.")
+
+
+def flat_group_keep_mask(advantages: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """Per-completion keep mask (1 = keep) that drops groups whose advantages are all zero.
+
+    A group's advantages are all zero exactly when its rewards are all equal (INFRA items, whose
+    advantage TRL zeroes, do not count against that), so this can run on the gathered advantages.
+    """
+    groups = advantages.view(-1, num_generations)
+    flat = (groups == 0).all(dim=1)
+    return (~flat).repeat_interleave(num_generations)
+
+
+def drop_flat_groups(trainer: GRPOTrainer, output: dict) -> int:
+    """Mask the completions of all-equal-reward groups out of the loss; returns (and logs) how many groups."""
+    local = output["advantages"]
+    keep_all = flat_group_keep_mask(trainer.accelerator.gather(local), trainer.num_generations)
+    start = trainer.accelerator.process_index * local.shape[0]
+    keep = keep_all[start:start + local.shape[0]].to(output["completion_mask"].dtype).unsqueeze(1)
+    mask = output.get("tool_mask")
+    output["tool_mask"] = keep.expand_as(output["completion_mask"]) * (1 if mask is None else mask)
+    output["num_items_in_batch"] = trainer.accelerator.gather(
+        (output["completion_mask"] * output["tool_mask"]).sum()).sum()
+    groups = keep_all.numel() // trainer.num_generations
+    dropped = groups - int(keep_all.sum().item()) // trainer.num_generations
+    trainer._metrics["train"]["dynamic_sampling/dropped_groups"].append(float(dropped))
+    trainer._metrics["train"]["dynamic_sampling/dropped_frac"].append(dropped / max(1, groups))
+    return dropped
+
+
+class JsonlMetrics(TrainerCallback):
+    """Append every log record (step, loss, rewards/…, status mix) to ``<output_dir>/metrics.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            record = {"step": state.global_step, "time": round(time.time(), 3), **logs}
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record, default=float) + "\n")
+
+
+# ------------------------------------------------------------------------------------------ data
+def prompt_rows(tasks: Sequence[Task], tokenizer, style: str) -> list[dict]:
+    """Dataset rows: the prompt (text, or chat messages for style 'chat') and the task id the reward needs."""
+    if style == "chat":
+        return [{"prompt": build_messages(t.prompt, style=style), "task_id": t.id} for t in tasks]
+    return [{"prompt": render_prompt(tokenizer, t.prompt, style=style), "task_id": t.id} for t in tasks]
+
+
+def evaluate_pass_at_1(model, tokenizer, tasks: Sequence[Task], client, cfg: GRPOScriptConfig) -> dict:
+    """Functional pass@1 on ``tasks``: mean pass rate of ``eval_samples`` samples per task."""
+    from rollout.hf import sample_hf
+
+    was_training = model.training
+    model.eval()
+    tokenizer.padding_side = "left"
+    prompts = [render_prompt(tokenizer, t.prompt, style=cfg.prompt_style) for t in tasks]
+    samples = sample_hf(model, tokenizer, prompts, n=cfg.eval_samples, temperature=cfg.eval_temperature,
+                        top_p=1.0, max_new_tokens=cfg.max_completion_length, batch_size=32, seed=cfg.seed)
+    items = [{"task_id": t.id, "completion": c} for t, group in zip(tasks, samples, strict=True) for c in group]
+    results = client.score(items)
+    if was_training:
+        model.train()
+    passed = sum(r.passed for r in results)
+    infra = sum(r.reward is None for r in results)
+    return {"pass@1": passed / max(1, len(results) - infra), "passed": passed, "samples": len(results),
+            "infra_errors": infra, "tasks": len(tasks)}
+
+
+# ------------------------------------------------------------------------------------------ main
+def resolve_policy(cfg: GRPOScriptConfig, train_tasks: Sequence[Task]) -> None:
+    """Replace ``model_name_or_path: tiny`` by the cached tiny policy after its SFT warm start."""
+    if cfg.model_name_or_path != "tiny":
+        return
+    from accelerate import PartialState
+
+    from train.tiny import ensure_tiny_sft_policy
+
+    with PartialState().main_process_first():
+        cfg.model_name_or_path = str(ensure_tiny_sft_policy(tasks=train_tasks, max_steps=cfg.sft_warm_start_steps))
+    log.info("tiny policy (SFT warm start): %s", cfg.model_name_or_path)
+
+
+def setup_reporting(cfg: GRPOScriptConfig) -> None:
+    """wandb offline unless the user has a key (or set WANDB_MODE), logging into the run directory."""
+    if "wandb" in (cfg.report_to or []):
+        if "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY"):
+            os.environ["WANDB_MODE"] = "offline"
+        os.environ.setdefault("WANDB_DIR", str(Path(cfg.output_dir).resolve()))
+        os.environ.setdefault("WANDB_PROJECT", "rtlforge")
+
+
+def train(cfg: GRPOScriptConfig) -> dict:
+    """Run GRPO as configured; returns a summary with pass@1 before/after (when measured)."""
+    from datasets import Dataset
+
+    train_tasks = resolve_tasks(cfg.train_tasks, "train")[: cfg.max_train_tasks or None]
+    eval_tasks = resolve_tasks(cfg.eval_tasks, "test")[: cfg.eval_max_tasks or None] if cfg.eval_pass_at_1 else []
+    resolve_policy(cfg, train_tasks)
+    setup_reporting(cfg)
+    run_dir = Path(cfg.output_dir)
+    save_resolved_config(cfg, run_dir)
+    summary: dict[str, Any] = {"model": cfg.model_name_or_path, "output_dir": str(run_dir)}
+    with reward_service(cfg, [*train_tasks, *eval_tasks]) as urls:
+        client = make_client(urls, [*train_tasks, *eval_tasks], cfg)
+        reward = make_reward(client, cfg)
+        model, tokenizer = load_model_and_tokenizer(cfg)
+        trainer = RTLGRPOTrainer(
+            model=model, args=cfg, reward_funcs=[reward], processing_class=tokenizer,
+            train_dataset=Dataset.from_list(prompt_rows(train_tasks, tokenizer, cfg.prompt_style)),
+            peft_config=lora_config(cfg), callbacks=[JsonlMetrics(run_dir / "metrics.jsonl")],
+            verilog_reward=reward, dynamic_sampling=cfg.dynamic_sampling, fail_on_infra_rate=cfg.fail_on_infra_rate)
+        if eval_tasks:
+            summary["before"] = _evaluate_on_main(trainer, tokenizer, eval_tasks, client, cfg)
+        trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+        trainer.save_model(cfg.output_dir)
+        tokenizer.save_pretrained(cfg.output_dir)
+        if eval_tasks:
+            summary["after"] = _evaluate_on_main(trainer, tokenizer, eval_tasks, client, cfg)
+        summary["scored_items"] = reward.scored_total
+        summary["infra_errors"] = reward.infra_total
+    if trainer.accelerator.is_main_process:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _evaluate_on_main(trainer, tokenizer, tasks, client, cfg) -> dict | None:
+    result = None
+    if trainer.accelerator.is_main_process:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        result = evaluate_pass_at_1(model, tokenizer, tasks, client, cfg)
+        log.info("held-out pass@1: %.3f (%d/%d samples)", result["pass@1"], result["passed"], result["samples"])
+    trainer.accelerator.wait_for_everyone()
+    return result
+
+
+def print_summary(summary: dict) -> None:
+    """The demo's closing lines: held-out pass@1 before and after GRPO."""
+    before, after = summary.get("before"), summary.get("after")
+    if before and after:
+        print(f"held-out functional pass@1 ({after['tasks']} tasks x {after['samples'] // max(1, after['tasks'])} "
+              f"samples): before GRPO {before['pass@1']:.1%}  after GRPO {after['pass@1']:.1%}  "
+              f"(change {100 * (after['pass@1'] - before['pass@1']):+.1f} points)")
+    print(f"run directory: {summary['output_dir']} (resolved_config.yaml, metrics.jsonl, summary.json)")
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Entry point: ``accelerate launch train/grpo.py [--config YAML] [--field value ...]``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_config(GRPOScriptConfig, list(sys.argv[1:] if argv is None else argv), defaults=script_defaults())
+    summary = train(cfg)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print_summary(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
