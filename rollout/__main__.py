@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rollout.sampling import SamplingConfig, sample_completions
+from rollout.sampling import add_sampling_args, sample_completions, sampling_config
 
 
 def read_specs(path: Path) -> list[tuple[str, str]]:
@@ -40,27 +40,6 @@ def read_specs(path: Path) -> list[tuple[str, str]]:
             raise ValueError(f"{path}: record {number} needs string fields 'id' and 'prompt'")
         specs.append((row["id"], row["prompt"]))
     return specs
-
-
-def add_sampling_args(parser: argparse.ArgumentParser) -> None:
-    """Model and sampling flags shared with ``python -m evals run``."""
-    parser.add_argument("--base", help="base model for a LoRA adapter (default: the one it records)")
-    parser.add_argument("--backend", default="auto", help="auto | hf | vllm (auto: vllm when a GPU has it)")
-    parser.add_argument("--device", help="cpu | cuda (default: cuda when available)")
-    parser.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: bf16 on GPU, fp32 on CPU)")
-    parser.add_argument("--n", type=int, default=1, help="completions per task")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    parser.add_argument("--top-p", type=float, default=0.95)
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=8, help="sequences per generate call (HF)")
-    parser.add_argument("--seed", type=int, default=0)
-
-
-def sampling_config(args: argparse.Namespace, style: str, chat_template: bool | None = None) -> SamplingConfig:
-    """Build a :class:`SamplingConfig` from parsed flags."""
-    return SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
-                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-                          style=style, chat_template=chat_template)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,154 @@
+"""Evaluate a checkpoint (or completions made elsewhere) on VerilogEval / RTLLM.
+
+    python -m evals run --suite verilogeval-v2-spec-to-rtl --data ../shared/benchmarks \\
+        --model runs/grpo/final [--base BASE] --n 10 --temperature 0.8 --out runs/eval/v2
+    python -m evals run --suite rtllm-v1.1 --data ../shared/benchmarks/rtllm-v1.1 \\
+        --samples completions.jsonl --out runs/eval/rtllm
+
+``--suite`` takes one suite, a comma-separated list, or ``all``. Writes ``DIR/samples.jsonl`` (one graded
+sample per line), ``DIR/summary.json`` (pass@k per suite, status counts, errata handling, PPA vs
+golden), ``DIR/report.md`` and ``DIR/report.png``. Known errata (``evals/errata.py``) are always graded
+and reported; ``--exclude-errata`` removes them from the headline denominators (both numbers are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from evals.loaders import SUITES, BenchmarkError, load_suite
+from evals.passk import DEFAULT_KS
+from evals.run import (
+    PROMPT_STYLES,
+    SamplesFileError,
+    draw_samples,
+    grade_samples,
+    load_samples,
+    summarize,
+    write_samples,
+)
+from rewards.config import ConfigError, load_reward_config
+from rollout.sampling import add_sampling_args, sampling_config
+
+log = logging.getLogger("evals")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m evals", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="sample (or read samples), grade, compute pass@k, write a report")
+    run.add_argument("--suite", required=True, help=f"one of {sorted(SUITES)}, a comma list, or 'all'")
+    run.add_argument("--data", required=True, type=Path,
+                     help="benchmark checkout, or a folder holding several (e.g. ../shared/benchmarks)")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="checkpoint: full/merged model dir or LoRA adapter dir")
+    source.add_argument("--samples", type=Path, help="JSONL of Completion records to grade")
+    run.add_argument("--out", required=True, type=Path, help="output directory")
+    run.add_argument("--problems", help="comma-separated problem names (or ids) to keep")
+    run.add_argument("--limit", type=int, help="keep the first K problems of each suite")
+    run.add_argument("--exclude-errata", action="store_true",
+                     help="leave known errata out of the headline pass@k (both numbers are reported)")
+    run.add_argument("--jobs", type=int, help="concurrent grading jobs (default: one per core)")
+    run.add_argument("--prompt-style", default="benchmark", choices=PROMPT_STYLES,
+                     help="benchmark: the benchmark's own prompt; plain/think/chat: the project's templates")
+    run.add_argument("--no-chat-template", action="store_true", help="send prompt text raw (base models)")
+    run.add_argument("--reward-config", type=Path, help="reward YAML (limits, sandbox); PPA is off for grading")
+    run.add_argument("--no-ppa", action="store_true", help="skip the PPA-vs-golden comparison")
+    run.add_argument("--no-plot", action="store_true", help="skip report.png")
+    add_sampling_args(run)
+    return parser
+
+
+def _suites(arg: str) -> list[str]:
+    names = sorted(SUITES) if arg == "all" else [s.strip() for s in arg.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SUITES]
+    if unknown:
+        raise BenchmarkError(f"unknown suites {unknown}; valid suites are {sorted(SUITES)} or 'all'")
+    return names
+
+
+def _load_tasks(args: argparse.Namespace) -> list:
+    problems = [p.strip() for p in args.problems.split(",")] if args.problems else None
+    tasks = []
+    for suite in _suites(args.suite):
+        wanted = [p for p in problems or [] if "/" not in p or p.startswith(f"{suite}/")] if problems else None
+        if problems and not wanted:
+            continue
+        tasks.extend(load_suite(suite, args.data, problems=wanted, limit=args.limit))
+    return tasks
+
+
+def _samples(args: argparse.Namespace, tasks: list) -> list:
+    if args.samples:
+        return load_samples(args.samples, tasks)
+    config = sampling_config(args, "raw", chat_template=False if args.no_chat_template else None)
+    with tqdm(total=len(tasks) * args.n, desc="sampling", unit="seq") as bar:
+        return draw_samples(tasks, args.model, config, prompt_style=args.prompt_style, base=args.base,
+                            backend=args.backend, device=args.device, dtype=args.dtype, progress=bar.update)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Execute ``evals run``; returns the summary written to ``summary.json``."""
+    from evals.ppa_compare import compare_ppa
+    from evals.report import write_report
+
+    timings: dict[str, float] = {}
+    start = time.monotonic()
+    tasks = _load_tasks(args)
+    if not tasks:
+        raise BenchmarkError(f"no problems selected from {args.suite} at {args.data} (check --problems/--limit)")
+    samples = _samples(args, tasks)
+    timings["sampling_s"] = round(time.monotonic() - start, 2)
+    config = load_reward_config(args.reward_config, ppa_enabled=False)
+    with tqdm(total=len(samples), desc="grading", unit="sample") as bar:
+        graded = grade_samples(samples, config, jobs=args.jobs, progress=bar.update)
+    timings["grading_s"] = round(time.monotonic() - start - timings["sampling_s"], 2)
+    suites = summarize(graded, tasks, ks=DEFAULT_KS, exclude_errata=args.exclude_errata)
+    ppa = {}
+    if not args.no_ppa:
+        t0 = time.monotonic()
+        ppa = compare_ppa(graded, config, jobs=args.jobs)
+        timings["ppa_s"] = round(time.monotonic() - t0, 2)
+    summary = {"suites": suites, "ppa_vs_golden": ppa, "exclude_errata": args.exclude_errata,
+               "source": {"model": args.model, "base": args.base, "samples": str(args.samples or "") or None,
+                          "n": args.n if args.model else None, "temperature": args.temperature if args.model else None,
+                          "prompt_style": args.prompt_style if args.model else None},
+               "reward_config": config.to_dict(), "timings": timings}
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_samples(args.out / "samples.jsonl", graded)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False))
+    write_report(args.out, summary, plot_png=not args.no_plot)
+    return summary
+
+
+def _print_summary(summary: dict) -> None:
+    for suite, s in summary["suites"].items():
+        ks = ", ".join(f"pass@{k}={v:.4f}" for k, v in s["pass_at_k_all_problems"].items() if v is not None)
+        clean = ", ".join(f"pass@{k}={v:.4f}" for k, v in s["pass_at_k_excluding_errata"].items()
+                          if v is not None)
+        print(f"{suite}: {s['problems']} problems, {s['samples']} samples | all: {ks} | "
+              f"without {len(s['errata'])} errata: {clean} | statuses {s['status_counts']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summary = run(args)
+    except (BenchmarkError, SamplesFileError, ConfigError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_summary(summary)
+    print(f"wrote {args.out}/samples.jsonl, summary.json, report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""PPA versus the human golden: synthesise passing samples and the golden the same way and compare.
+
+Each distinct passing design (after extraction and whitespace normalisation) and each task's golden go
+through the reward core's PPA path (:func:`rewards.ppa.score_ppa`: Yosys mapped to the OSU 0.18 µm
+liberty, OpenSTA delay and power). A design *beats the golden on a metric* when at least one of its
+passing samples is strictly better on that metric; ``product`` is area × delay × power (area × delay
+when power is not reported).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from evals.run import GradedSample, prepare_completion
+from rewards import ppa
+from rewards.config import RewardConfig
+from rewards.extract import extract_verilog
+from rewards.score import default_jobs, limits_for, normalise_code
+from rewards.types import Task
+
+log = logging.getLogger(__name__)
+
+METRICS = ("area", "delay", "power", "product")
+_KEYS = {"area": "area", "delay": "delay_ns", "power": "power_mw"}
+_EPS = 1e-9
+
+
+class PPAError(RuntimeError):
+    """Synthesis or timing of a design produced no figures."""
+
+
+def measure(task: Task, code: str, config: RewardConfig) -> dict[str, float]:
+    """Area, delay and power of ``code`` (the design whose top is ``task.top_module``).
+
+    Raises:
+        PPAError: the PPA path returned no area or delay (the note says why).
+    """
+    _level, metrics, note = ppa.score_ppa(
+        task, code, metric="area_delay_power", max_gain=config.ppa_max_gain,
+        synth_limits=limits_for(config, config.synth_cpu_s), sta_limits=limits_for(config, config.sta_cpu_s),
+        sandbox=config.sandbox)
+    figures = {name: metrics.get(key) for name, key in _KEYS.items()}
+    if not figures["area"] or not figures["delay"]:
+        raise PPAError(f"no area/delay for {task.id}: {note or metrics}")
+    power = figures["power"] or 1.0
+    figures["product"] = figures["area"] * figures["delay"] * power
+    return {k: float(v) for k, v in figures.items() if v is not None}
+
+
+def _ratios(sample: dict[str, float], golden: dict[str, float]) -> dict[str, float | None]:
+    return {m: sample[m] / golden[m] if sample.get(m) is not None and golden.get(m) else None for m in METRICS}
+
+
+def _distinct_passing(graded: Sequence[GradedSample]) -> dict[str, dict[str, tuple[Task, str, list]]]:
+    """task id -> normalised code -> (task, code, graded samples with that code)."""
+    out: dict[str, dict[str, tuple[Task, str, list]]] = defaultdict(dict)
+    for g in graded:
+        if not g.result.passed:
+            continue
+        text, _ = prepare_completion(g.sample.task, g.sample.completion)
+        code = extract_verilog(text, g.sample.task.top_module).code
+        if code is None:
+            continue
+        key = normalise_code(code)
+        entry = out[g.task_id].setdefault(key, (g.sample.task, code, []))
+        entry[2].append(g)
+    return out
+
+
+def _safe_measure(task: Task, code: str, config: RewardConfig) -> dict[str, float] | str:
+    try:
+        return measure(task, code, config)
+    except (PPAError, OSError, RuntimeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def compare_ppa(graded: Sequence[GradedSample], config: RewardConfig, *, jobs: int | None = None) -> dict[str, Any]:
+    """Compare every passing design with its golden; returns per-design ratios and counts.
+
+    Also stores each measured sample's figures and ratios in ``GradedSample.ppa``.
+    """
+    designs = _distinct_passing(graded)
+    work: list[tuple[str, str | None, Task, str]] = []
+    for task_id, codes in designs.items():
+        task = next(iter(codes.values()))[0]
+        work.append((task_id, None, task, task.reference))
+        work.extend((task_id, key, task, code) for key, (task, code, _) in codes.items())
+    with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
+        measured = list(pool.map(lambda w: _safe_measure(w[2], w[3], config), work))
+    figures = {(w[0], w[1]): m for w, m in zip(work, measured, strict=True)}
+    report: dict[str, Any] = {"designs": {}, "errors": {}, "counts": {"compared": 0}}
+    for metric in METRICS:
+        for verdict in ("beats", "ties", "worse"):
+            report["counts"][f"{verdict}_{metric}"] = 0
+    for task_id, codes in designs.items():
+        golden = figures[(task_id, None)]
+        if isinstance(golden, str):
+            report["errors"][task_id] = f"golden: {golden}"
+            continue
+        ratios = []
+        for key, (_, _, samples) in codes.items():
+            sample = figures[(task_id, key)]
+            if isinstance(sample, str):
+                report["errors"].setdefault(task_id, sample)
+                continue
+            ratio = _ratios(sample, golden)
+            ratios.append(ratio)
+            for g in samples:
+                g.ppa = {"sample": sample, "golden": golden, "ratio": ratio}
+        if ratios:
+            _record_design(report, task_id, golden, ratios)
+    return report
+
+
+def _record_design(report: dict[str, Any], task_id: str, golden: dict[str, float], ratios: list[dict]) -> None:
+    best = {m: min((r[m] for r in ratios if r[m] is not None), default=None) for m in METRICS}
+    report["designs"][task_id] = {"golden": golden, "ratio": best, "distinct_passing": len(ratios)}
+    report["counts"]["compared"] += 1
+    for metric, value in best.items():
+        if value is None:
+            continue
+        verdict = "beats" if value < 1 - _EPS else "ties" if value <= 1 + _EPS else "worse"
+        report["counts"][f"{verdict}_{metric}"] += 1

@@ -1,0 +1,235 @@
+"""An evaluation run: tasks → samples (drawn from a checkpoint or read from a file) → grades → pass@k.
+
+Grading goes through the reward core (:func:`rewards.score.score_batch`): each sample is extracted,
+guarded, linted, interface-checked and run against the benchmark's own test bench with the verdict
+decided by the harness, never by what the design prints. PPA is off while grading (speed); the
+PPA-vs-golden comparison is a separate step (:mod:`evals.ppa_compare`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evals.errata import erratum, split_task_id
+from evals.passk import DEFAULT_KS, ks_for, pass_at_k
+from rewards.config import RewardConfig
+from rewards.score import score_batch
+from rewards.types import RewardResult, Status, Task
+
+log = logging.getLogger(__name__)
+
+PROMPT_STYLES = ("benchmark", "plain", "think", "chat")
+"""``benchmark``: the benchmark's own prompt text; the others: :mod:`rollout.prompts` templates."""
+
+
+class SamplesFileError(ValueError):
+    """A ``--samples`` file is unreadable or names tasks that are not in the suite."""
+
+
+@dataclass
+class Sample:
+    """One completion to grade for one task."""
+
+    task: Task
+    sample_index: int
+    completion: str
+
+
+@dataclass
+class GradedSample:
+    """A sample and its grade (``result``), plus how it was graded."""
+
+    sample: Sample
+    result: RewardResult
+    interface_prefixed: bool = False
+    ppa: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task_id(self) -> str:
+        return self.sample.task.id
+
+    def to_record(self) -> dict[str, Any]:
+        """The ``samples.jsonl`` line for this sample."""
+        suite, problem = split_task_id(self.task_id)
+        record = {"task_id": self.task_id, "suite": suite, "problem": problem,
+                  "sample_index": self.sample.sample_index, "passed": self.result.passed,
+                  "status": self.result.status.value, "reward": self.result.reward,
+                  "levels": self.result.levels, "metrics": self.result.metrics, "log": self.result.log,
+                  "erratum": erratum(self.task_id), "interface_prefixed": self.interface_prefixed,
+                  "completion": self.sample.completion}
+        if self.ppa:
+            record["ppa_vs_golden"] = self.ppa
+        return record
+
+
+def spec_for(task: Task, prompt_style: str) -> tuple[str, str]:
+    """``(spec text, rollout style)`` for a task: the benchmark's own prompt is sent as is (``raw``)."""
+    if prompt_style not in PROMPT_STYLES:
+        raise ValueError(f"unknown prompt style {prompt_style!r}; valid styles are {list(PROMPT_STYLES)}")
+    return task.prompt, "raw" if prompt_style == "benchmark" else prompt_style
+
+
+def prepare_completion(task: Task, completion: str) -> tuple[str, bool]:
+    """Complete a code-completion answer: prepend the task's module header when the text lacks it.
+
+    Code-completion benchmarks (VerilogEval v1, v2 code-complete) end the prompt with the module
+    header, and a base model continues with the body only; the official harnesses grade
+    ``header + completion``. Returns ``(text to grade, whether the header was prepended)``.
+    """
+    if task.interface and not re.search(rf"\bmodule\s+{re.escape(task.top_module)}\b", completion):
+        return task.interface.rstrip() + "\n" + completion, True
+    return completion, False
+
+
+def draw_samples(tasks: Sequence[Task], checkpoint: str | Path, sampling, *, prompt_style: str = "benchmark",
+                 base: str | Path | None = None, backend: str = "auto", device: str | None = None,
+                 dtype=None, progress: Callable[[int], None] | None = None) -> list[Sample]:
+    """Draw ``sampling.n`` completions per task from ``checkpoint`` (see :mod:`rollout.sampling`).
+
+    ``sampling`` is a :class:`rollout.sampling.SamplingConfig`; its ``style`` is replaced by the one
+    that ``prompt_style`` implies, and the chat template is used whenever the tokenizer has one.
+    """
+    from dataclasses import replace
+
+    from rollout.sampling import sample_completions
+
+    specs = [spec_for(t, prompt_style) for t in tasks]
+    style = specs[0][1] if specs else "raw"
+    config = replace(sampling, style=style,
+                     chat_template=True if sampling.chat_template is None else sampling.chat_template)
+    completions = sample_completions(checkpoint, [s for s, _ in specs], config, base=base, backend=backend,
+                                     device=device, dtype=dtype, progress=progress)
+    return [Sample(task, index, text) for task, texts in zip(tasks, completions, strict=True)
+            for index, text in enumerate(texts)]
+
+
+def _resolve_id(raw_id: str, tasks: dict[str, Task], suites: set[str]) -> str | None:
+    if raw_id in tasks:
+        return raw_id
+    matches = [f"{suite}/{raw_id}" for suite in suites if f"{suite}/{raw_id}" in tasks]
+    return matches[0] if len(matches) == 1 else None
+
+
+def load_samples(path: str | Path, tasks: Sequence[Task], *, strict: bool = False) -> list[Sample]:
+    """Read Completion records (``task_id``, ``completion``, optional ``sample_index``) for ``tasks``.
+
+    ``task_id`` may be a full id (``suite/problem``) or, when unambiguous, the bare problem name.
+    Records for tasks outside the selection are skipped (an error when ``strict``).
+
+    Raises:
+        SamplesFileError: unreadable file, bad record, or (``strict``) an unknown task id.
+    """
+    path = Path(path)
+    by_id = {t.id: t for t in tasks}
+    suites = {split_task_id(t.id)[0] for t in tasks}
+    samples, next_index, skipped = [], Counter(), Counter()
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SamplesFileError(f"cannot read samples file {path}: {exc}") from exc
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SamplesFileError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(record, dict) or not isinstance(record.get("task_id"), str) \
+                or not isinstance(record.get("completion"), str):
+            raise SamplesFileError(f"{path}:{number}: need string fields 'task_id' and 'completion'")
+        task_id = _resolve_id(record["task_id"], by_id, suites)
+        if task_id is None:
+            if strict:
+                raise SamplesFileError(f"{path}:{number}: task {record['task_id']!r} is not in the selected suites")
+            skipped[record["task_id"]] += 1
+            continue
+        index = record.get("sample_index", next_index[task_id])
+        next_index[task_id] = max(next_index[task_id], int(index) + 1)
+        samples.append(Sample(by_id[task_id], int(index), record["completion"]))
+    if skipped:
+        log.info("skipped %d samples of %d tasks outside the selection", sum(skipped.values()), len(skipped))
+    return samples
+
+
+def grade_samples(samples: Sequence[Sample], config: RewardConfig, *, jobs: int | None = None,
+                  progress: Callable[[int], None] | None = None) -> list[GradedSample]:
+    """Grade every sample with the reward core (its hardened test-bench path for benchmark tasks)."""
+    prepared = [prepare_completion(s.task, s.completion) for s in samples]
+    results = score_batch([(s.task, text) for s, (text, _) in zip(samples, prepared, strict=True)],
+                          config, jobs=jobs, progress=progress)
+    return [GradedSample(s, r, prefixed)
+            for s, r, (_, prefixed) in zip(samples, results, prepared, strict=True)]
+
+
+def _pass_at_k_table(counts: dict[str, tuple[int, int]], ks: Sequence[int]) -> dict[str, float | None]:
+    table = {}
+    for k in ks:
+        usable = [(n, c) for n, c in counts.values() if n >= k]
+        table[str(k)] = sum(pass_at_k(n, c, k) for n, c in usable) / len(usable) if usable else None
+    return table
+
+
+def summarize_suite(graded: Sequence[GradedSample], tasks: Sequence[Task], *, ks: Sequence[int],
+                    exclude_errata: bool) -> dict[str, Any]:
+    """pass@k (all problems, and without errata), status counts and errata handling for one suite.
+
+    Samples whose grading hit an infrastructure error are left out of ``n`` for their problem (a broken
+    tool is not a wrong answer) and counted under ``infra_errors``; a problem with fewer than ``k``
+    gradable samples does not enter pass@k.
+    """
+    per_task: dict[str, list[GradedSample]] = defaultdict(list)
+    for g in graded:
+        per_task[g.task_id].append(g)
+    counts = {}
+    for task in tasks:
+        valid = [g for g in per_task[task.id] if g.result.status is not Status.INFRA_ERROR]
+        counts[task.id] = (len(valid), sum(g.result.passed for g in valid))
+    errata = sorted(t.id for t in tasks if erratum(t.id))
+    clean = {tid: nc for tid, nc in counts.items() if tid not in errata}
+    n_max = max((n for n, _ in counts.values()), default=0)
+    ks = ks_for(n_max, ks)
+    all_table, clean_table = _pass_at_k_table(counts, ks), _pass_at_k_table(clean, ks)
+    return {
+        "problems": len(tasks),
+        "samples": len(graded),
+        "samples_per_problem": n_max,
+        "pass_at_k": clean_table if exclude_errata else all_table,
+        "pass_at_k_all_problems": all_table,
+        "pass_at_k_excluding_errata": clean_table,
+        "problems_solved": sum(1 for _, c in counts.values() if c > 0),
+        "problems_solved_excluding_errata": sum(1 for _, c in clean.values() if c > 0),
+        "passed_samples": sum(g.result.passed for g in graded),
+        "status_counts": dict(Counter(g.result.status.value for g in graded).most_common()),
+        "infra_errors": sum(g.result.status is Status.INFRA_ERROR for g in graded),
+        "errata": {tid: erratum(tid) for tid in errata},
+        "errata_excluded": exclude_errata,
+        "errata_solved": sorted(tid for tid in errata if counts[tid][1] > 0),
+        "per_problem": {tid: {"n": n, "c": c} for tid, (n, c) in counts.items()},
+    }
+
+
+def summarize(graded: Sequence[GradedSample], tasks: Sequence[Task], *, ks: Sequence[int] = DEFAULT_KS,
+              exclude_errata: bool = False) -> dict[str, Any]:
+    """Summary over all suites present in ``tasks`` (keyed by suite name)."""
+    by_suite_tasks: dict[str, list[Task]] = defaultdict(list)
+    by_suite_graded: dict[str, list[GradedSample]] = defaultdict(list)
+    for task in tasks:
+        by_suite_tasks[split_task_id(task.id)[0]].append(task)
+    for g in graded:
+        by_suite_graded[split_task_id(g.task_id)[0]].append(g)
+    return {suite: summarize_suite(by_suite_graded[suite], suite_tasks, ks=ks, exclude_errata=exclude_errata)
+            for suite, suite_tasks in by_suite_tasks.items()}
+
+
+def write_samples(path: Path, graded: Sequence[GradedSample]) -> None:
+    """Write one JSON line per graded sample."""
+    with path.open("w") as handle:
+        for g in graded:
+            handle.write(json.dumps(g.to_record(), ensure_ascii=False) + "\n")
