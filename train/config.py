@@ -20,14 +20,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 import yaml
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainerCallback
 
 from rewards.config import ConfigError
 
@@ -54,10 +56,14 @@ class ModelFields:
     """Which policy to load and whether to train it fully or through a LoRA adapter."""
 
     model_name_or_path: str = _f(
-        "tiny", "HF model id or local dir; 'tiny' = the embedded tiny policy (built and cached on first use)")
+        "tiny", "HF model id or local dir; 'tiny' = the embedded tiny policy (built and cached on first use)"
+    )
     tiny_cache_dir: str | None = _f(
-        None, "where the tiny policy is cached (default: $RTLFORGE_CACHE or ~/.cache/rtlforge)")
-    model_dtype: str = _f("auto", "weights dtype: auto | float32 | bfloat16 | float16 (auto = bf16 on GPU, fp32 on CPU)")
+        None, "where the tiny policy is cached (default: $RTLFORGE_CACHE or ~/.cache/rtlforge)"
+    )
+    model_dtype: str = _f(
+        "auto", "weights dtype: auto | float32 | bfloat16 | float16 (auto = bf16 on GPU, fp32 on CPU)"
+    )
     attn_implementation: str | None = _f(None, "e.g. flash_attention_2 or sdpa; None = transformers' default")
     use_peft: bool = _f(False, "train a LoRA adapter (PEFT) instead of all weights")
     lora_r: int = _f(16, "LoRA rank")
@@ -70,7 +76,9 @@ class ModelFields:
 class TaskFields:
     """Which tasks to train (and evaluate) on and how prompts are written."""
 
-    train_tasks: str | None = _f(None, "task JSONL/parquet for training; None = embedded corpus split 'train'")
+    train_tasks: str | None = _f(
+        None, "task JSONL/parquet for training; None = embedded corpus split 'train'"
+    )
     eval_tasks: str | None = _f(None, "held-out task file for pass@1; None = embedded corpus split 'test'")
     max_train_tasks: int | None = _f(None, "use only the first N training tasks (None = all)")
     prompt_style: str = _f("plain", "prompt style from rollout.prompts: plain | think | chat")
@@ -87,7 +95,8 @@ def _unknown_key_error(unknown: list[str], known: set[str], where: str) -> Confi
         hints.append(f"{key!r}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
     return ConfigError(
         f"unknown config keys in {where}: {', '.join(hints)}. Every key must be a field of the script's "
-        "config dataclass; run the script with --help for the list.")
+        "config dataclass; run the script with --help for the list."
+    )
 
 
 def read_yaml_config(path: str | Path, cls: type) -> dict[str, Any]:
@@ -96,12 +105,18 @@ def read_yaml_config(path: str | Path, cls: type) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text())
     except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} does not exist; pass an existing recipe, e.g. configs/grpo/") from exc
+        raise ConfigError(
+            f"config file {path} does not exist; pass an existing recipe, e.g. configs/grpo/"
+        ) from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}. Fix the syntax at the position shown.") from exc
+        raise ConfigError(
+            f"config file {path} is not valid YAML: {exc}. Fix the syntax at the position shown."
+        ) from exc
     loaded = loaded or {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {path} must be a mapping of field: value, got {type(loaded).__name__}")
+        raise ConfigError(
+            f"config file {path} must be a mapping of field: value, got {type(loaded).__name__}"
+        )
     unknown = sorted(set(loaded) - _flag_names(cls))
     if unknown:
         raise _unknown_key_error(unknown, _flag_names(cls), str(path))
@@ -147,13 +162,19 @@ def load_config(cls: type[T], argv: list[str] | None = None, *, defaults: dict[s
         raise _unknown_key_error(unknown, _flag_names(cls), "script defaults")
     parser = HfArgumentParser(cls)
     parser.set_defaults(**values)
-    unknown_flags = [a for a in flags if a.startswith("--") and a[2:].split("=", 1)[0] not in _flag_names(cls)]
+    unknown_flags = [
+        a for a in flags if a.startswith("--") and a[2:].split("=", 1)[0] not in _flag_names(cls)
+    ]
     if unknown_flags:
-        raise _unknown_key_error([a[2:].split("=", 1)[0] for a in unknown_flags], _flag_names(cls), "command line")
+        raise _unknown_key_error(
+            [a[2:].split("=", 1)[0] for a in unknown_flags], _flag_names(cls), "command line"
+        )
     try:
         (cfg,) = parser.parse_args_into_dataclasses(args=flags)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"invalid config ({cls.__name__}): {exc}. Fix the value in the recipe or on the command line.") from exc
+        raise ConfigError(
+            f"invalid config ({cls.__name__}): {exc}. Fix the value in the recipe or on the command line."
+        ) from exc
     explicit = set(values) | {a[2:].split("=", 1)[0] for a in flags if a.startswith("--")}
     object.__setattr__(cfg, _EXPLICIT_ATTR, sorted(explicit))
     if path is not None:
@@ -163,7 +184,11 @@ def load_config(cls: type[T], argv: list[str] | None = None, *, defaults: dict[s
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain, YAML-safe mapping of a config dataclass (enums as values, paths as strings)."""
-    source = cfg.to_dict() if hasattr(cfg, "to_dict") else {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    source = (
+        cfg.to_dict()
+        if hasattr(cfg, "to_dict")
+        else {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    )
     out = {}
     for f in dataclasses.fields(cfg):
         if not f.init or f.name not in source:
@@ -191,14 +216,17 @@ def save_resolved_config(cfg: Any, run_dir: str | Path) -> Path:
     values = config_to_dict(cfg)
     path = run_dir / RESOLVED_CONFIG_NAME
     body = yaml.safe_dump(values, sort_keys=True, allow_unicode=True)
-    path.write_text(f"# every field of {type(cfg).__name__} as the run used it (a record; "
-                    f"rerun with --config {run_dir / RERUN_CONFIG_NAME})\n{body}")
+    path.write_text(
+        f"# every field of {type(cfg).__name__} as the run used it (a record; "
+        f"rerun with --config {run_dir / RERUN_CONFIG_NAME})\n{body}"
+    )
     explicit = getattr(cfg, _EXPLICIT_ATTR, None)
     if explicit is not None:
         rerun = {key: values[key] for key in explicit if key in values}
         (run_dir / RERUN_CONFIG_NAME).write_text(
             f"# keys set explicitly for this run; rerun: --config {run_dir / RERUN_CONFIG_NAME}\n"
-            + yaml.safe_dump(rerun, sort_keys=True, allow_unicode=True))
+            + yaml.safe_dump(rerun, sort_keys=True, allow_unicode=True)
+        )
     return path
 
 
@@ -218,8 +246,13 @@ def lora_config(fields: ModelFields, task_type: str = "CAUSAL_LM"):
         return None
     from peft import LoraConfig
 
-    return LoraConfig(r=fields.lora_r, lora_alpha=fields.lora_alpha, lora_dropout=fields.lora_dropout,
-                      target_modules=list(fields.lora_target_modules), task_type=task_type)
+    return LoraConfig(
+        r=fields.lora_r,
+        lora_alpha=fields.lora_alpha,
+        lora_dropout=fields.lora_dropout,
+        target_modules=list(fields.lora_target_modules),
+        task_type=task_type,
+    )
 
 
 def cpu_training_defaults() -> dict[str, Any]:
@@ -227,3 +260,16 @@ def cpu_training_defaults() -> dict[str, Any]:
     if torch.cuda.is_available():
         return {}
     return {"bf16": False, "fp16": False, "use_cpu": True, "dataloader_pin_memory": False}
+
+
+class JsonlMetrics(TrainerCallback):
+    """Append every log record (step, loss, rewards/…, status mix) to ``<output_dir>/metrics.jsonl``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            record = {"step": state.global_step, "time": round(time.time(), 3), **logs}
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record, default=float) + "\n")

@@ -51,7 +51,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,13 +60,21 @@ if __package__ in (None, ""):  # run as `python train/grpo.py` / `accelerate lau
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
-from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from rewards.config import ConfigError, load_reward_config
 from rewards.types import Task
 from rollout.prompts import build_messages, render_prompt
-from train.config import ModelFields, TaskFields, _f, cpu_training_defaults, load_config, lora_config, save_resolved_config
+from train.config import (
+    JsonlMetrics,
+    ModelFields,
+    TaskFields,
+    _f,
+    cpu_training_defaults,
+    load_config,
+    lora_config,
+    save_resolved_config,
+)
 from train.sft import load_model_and_tokenizer, resolve_tasks
 
 log = logging.getLogger(__name__)
@@ -86,11 +93,16 @@ class GRPOScriptConfig(ModelFields, TaskFields, GRPOConfig):
     reward_workers: int = _f(0, "scoring workers of the auto-started reward server (0 = one per core)")
     reward_timeout_s: float = _f(600.0, "HTTP timeout of one reward request")
     fail_on_infra_rate: float = _f(
-        0.1, "stop when more than this fraction of a generation batch is INFRA_ERROR (1.0 = never stop)")
+        0.1, "stop when more than this fraction of a generation batch is INFRA_ERROR (1.0 = never stop)"
+    )
     dynamic_sampling: bool = _f(True, "drop groups whose rewards are all equal from the loss (DAPO)")
-    overlong_buffer_len: int = _f(0, "soft overlong punishment window in tokens before max_completion_length (0 = off)")
+    overlong_buffer_len: int = _f(
+        0, "soft overlong punishment window in tokens before max_completion_length (0 = off)"
+    )
     overlong_penalty: float = _f(1.0, "largest overlong punishment (reached at max_completion_length)")
-    sft_warm_start_steps: int = _f(600, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny)")
+    sft_warm_start_steps: int = _f(
+        600, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny)"
+    )
     eval_pass_at_1: bool = _f(True, "measure functional pass@1 on eval_tasks before and after training")
     eval_samples: int = _f(4, "samples per held-out task for pass@1 (mean pass rate over samples)")
     eval_temperature: float = _f(1.0, "sampling temperature of the pass@1 measurement (0 = greedy)")
@@ -103,7 +115,8 @@ class GRPOScriptConfig(ModelFields, TaskFields, GRPOConfig):
         if self.overlong_buffer_len and self.overlong_buffer_len >= self.max_completion_length:
             raise ConfigError(
                 f"overlong_buffer_len={self.overlong_buffer_len} must be < max_completion_length="
-                f"{self.max_completion_length}; e.g. a quarter of it")
+                f"{self.max_completion_length}; e.g. a quarter of it"
+            )
 
 
 def script_defaults() -> dict[str, Any]:
@@ -141,8 +154,14 @@ class VerilogReward:
 
     __name__ = "verilog"
 
-    def __init__(self, trl_reward, *, max_completion_length: int, overlong_buffer_len: int = 0,
-                 overlong_penalty: float = 1.0) -> None:
+    def __init__(
+        self,
+        trl_reward,
+        *,
+        max_completion_length: int,
+        overlong_buffer_len: int = 0,
+        overlong_penalty: float = 1.0,
+    ) -> None:
         self.trl_reward = trl_reward
         self.max_len = max_completion_length
         self.buffer = overlong_buffer_len
@@ -188,8 +207,13 @@ def reward_service(cfg: GRPOScriptConfig, tasks: Sequence[Task]) -> Iterator[lis
     if state.is_main_process:
         from rewards.server import start_background
 
-        handle = start_background("127.0.0.1", 0, config=load_reward_config(cfg.reward_config),
-                                  tasks=list(tasks), workers=cfg.reward_workers or None)
+        handle = start_background(
+            "127.0.0.1",
+            0,
+            config=load_reward_config(cfg.reward_config),
+            tasks=list(tasks),
+            workers=cfg.reward_workers or None,
+        )
         url = [handle.url]
         log.info("reward server started on %s", handle.url)
     if state.num_processes > 1:
@@ -207,25 +231,38 @@ def make_client(urls: list[str], tasks: Sequence[Task], cfg: GRPOScriptConfig):
     """A reward client over ``urls`` that knows ``tasks`` by id."""
     from rewards.client import RewardClient
 
-    return RewardClient(urls, tasks={t.id: t for t in tasks}, config=load_reward_config(cfg.reward_config),
-                        timeout_s=cfg.reward_timeout_s)
+    return RewardClient(
+        urls,
+        tasks={t.id: t for t in tasks},
+        config=load_reward_config(cfg.reward_config),
+        timeout_s=cfg.reward_timeout_s,
+    )
 
 
 def make_reward(client, cfg: GRPOScriptConfig) -> VerilogReward:
     """The reward function handed to GRPOTrainer (the stop check on INFRA is the trainer's)."""
     from rewards.client import make_trl_reward
 
-    return VerilogReward(make_trl_reward(client, fail_on_infra_rate=None),
-                         max_completion_length=cfg.max_completion_length,
-                         overlong_buffer_len=cfg.overlong_buffer_len, overlong_penalty=cfg.overlong_penalty)
+    return VerilogReward(
+        make_trl_reward(client, fail_on_infra_rate=None),
+        max_completion_length=cfg.max_completion_length,
+        overlong_buffer_len=cfg.overlong_buffer_len,
+        overlong_penalty=cfg.overlong_penalty,
+    )
 
 
 # --------------------------------------------------------------------------------------- trainer
 class RTLGRPOTrainer(GRPOTrainer):
     """GRPOTrainer plus DAPO dynamic sampling and the INFRA_ERROR stop; one method overridden."""
 
-    def __init__(self, *args, verilog_reward: VerilogReward, dynamic_sampling: bool,
-                 fail_on_infra_rate: float, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        verilog_reward: VerilogReward,
+        dynamic_sampling: bool,
+        fail_on_infra_rate: float,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.verilog_reward = verilog_reward
         self.dynamic_sampling = dynamic_sampling
@@ -248,7 +285,8 @@ class RTLGRPOTrainer(GRPOTrainer):
                 f"{self.state.global_step} ({infra / total:.0%} > fail_on_infra_rate={self.fail_on_infra_rate:.0%}): "
                 "the reward server or an EDA tool is broken, so these completions have no reward. Check that the "
                 "reward server is up (GET /healthz) and `python -m rewards tools` lists every tool; raise "
-                "fail_on_infra_rate only if occasional failures are expected.")
+                "fail_on_infra_rate only if occasional failures are expected."
+            )
 
 
 def flat_group_keep_mask(advantages: torch.Tensor, num_generations: int) -> torch.Tensor:
@@ -267,29 +305,17 @@ def drop_flat_groups(trainer: GRPOTrainer, output: dict) -> int:
     local = output["advantages"]
     keep_all = flat_group_keep_mask(trainer.accelerator.gather(local), trainer.num_generations)
     start = trainer.accelerator.process_index * local.shape[0]
-    keep = keep_all[start:start + local.shape[0]].to(output["completion_mask"].dtype).unsqueeze(1)
+    keep = keep_all[start : start + local.shape[0]].to(output["completion_mask"].dtype).unsqueeze(1)
     mask = output.get("tool_mask")
     output["tool_mask"] = keep.expand_as(output["completion_mask"]) * (1 if mask is None else mask)
     output["num_items_in_batch"] = trainer.accelerator.gather(
-        (output["completion_mask"] * output["tool_mask"]).sum()).sum()
+        (output["completion_mask"] * output["tool_mask"]).sum()
+    ).sum()
     groups = keep_all.numel() // trainer.num_generations
     dropped = groups - int(keep_all.sum().item()) // trainer.num_generations
     trainer._metrics["train"]["dynamic_sampling/dropped_groups"].append(float(dropped))
     trainer._metrics["train"]["dynamic_sampling/dropped_frac"].append(dropped / max(1, groups))
     return dropped
-
-
-class JsonlMetrics(TrainerCallback):
-    """Append every log record (step, loss, rewards/…, status mix) to ``<output_dir>/metrics.jsonl``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            record = {"step": state.global_step, "time": round(time.time(), 3), **logs}
-            with self.path.open("a") as handle:
-                handle.write(json.dumps(record, default=float) + "\n")
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -308,16 +334,32 @@ def evaluate_pass_at_1(model, tokenizer, tasks: Sequence[Task], client, cfg: GRP
     model.eval()
     tokenizer.padding_side = "left"
     prompts = [render_prompt(tokenizer, t.prompt, style=cfg.prompt_style) for t in tasks]
-    samples = sample_hf(model, tokenizer, prompts, n=cfg.eval_samples, temperature=cfg.eval_temperature,
-                        top_p=1.0, max_new_tokens=cfg.max_completion_length, batch_size=32, seed=cfg.seed)
-    items = [{"task_id": t.id, "completion": c} for t, group in zip(tasks, samples, strict=True) for c in group]
+    samples = sample_hf(
+        model,
+        tokenizer,
+        prompts,
+        n=cfg.eval_samples,
+        temperature=cfg.eval_temperature,
+        top_p=1.0,
+        max_new_tokens=cfg.max_completion_length,
+        batch_size=32,
+        seed=cfg.seed,
+    )
+    items = [
+        {"task_id": t.id, "completion": c} for t, group in zip(tasks, samples, strict=True) for c in group
+    ]
     results = client.score(items)
     if was_training:
         model.train()
     passed = sum(r.passed for r in results)
     infra = sum(r.reward is None for r in results)
-    return {"pass@1": passed / max(1, len(results) - infra), "passed": passed, "samples": len(results),
-            "infra_errors": infra, "tasks": len(tasks)}
+    return {
+        "pass@1": passed / max(1, len(results) - infra),
+        "passed": passed,
+        "samples": len(results),
+        "infra_errors": infra,
+        "tasks": len(tasks),
+    }
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -330,7 +372,9 @@ def resolve_policy(cfg: GRPOScriptConfig, train_tasks: Sequence[Task]) -> None:
     from train.tiny import ensure_tiny_sft_policy
 
     with PartialState().main_process_first():
-        cfg.model_name_or_path = str(ensure_tiny_sft_policy(tasks=train_tasks, max_steps=cfg.sft_warm_start_steps))
+        cfg.model_name_or_path = str(
+            ensure_tiny_sft_policy(tasks=train_tasks, max_steps=cfg.sft_warm_start_steps)
+        )
     log.info("tiny policy (SFT warm start): %s", cfg.model_name_or_path)
 
 
@@ -348,7 +392,9 @@ def train(cfg: GRPOScriptConfig) -> dict:
     from datasets import Dataset
 
     train_tasks = resolve_tasks(cfg.train_tasks, "train")[: cfg.max_train_tasks or None]
-    eval_tasks = resolve_tasks(cfg.eval_tasks, "test")[: cfg.eval_max_tasks or None] if cfg.eval_pass_at_1 else []
+    eval_tasks = (
+        resolve_tasks(cfg.eval_tasks, "test")[: cfg.eval_max_tasks or None] if cfg.eval_pass_at_1 else []
+    )
     resolve_policy(cfg, train_tasks)
     setup_reporting(cfg)
     run_dir = Path(cfg.output_dir)
@@ -359,10 +405,17 @@ def train(cfg: GRPOScriptConfig) -> dict:
         reward = make_reward(client, cfg)
         model, tokenizer = load_model_and_tokenizer(cfg)
         trainer = RTLGRPOTrainer(
-            model=model, args=cfg, reward_funcs=[reward], processing_class=tokenizer,
+            model=model,
+            args=cfg,
+            reward_funcs=[reward],
+            processing_class=tokenizer,
             train_dataset=Dataset.from_list(prompt_rows(train_tasks, tokenizer, cfg.prompt_style)),
-            peft_config=lora_config(cfg), callbacks=[JsonlMetrics(run_dir / "metrics.jsonl")],
-            verilog_reward=reward, dynamic_sampling=cfg.dynamic_sampling, fail_on_infra_rate=cfg.fail_on_infra_rate)
+            peft_config=lora_config(cfg),
+            callbacks=[JsonlMetrics(run_dir / "metrics.jsonl")],
+            verilog_reward=reward,
+            dynamic_sampling=cfg.dynamic_sampling,
+            fail_on_infra_rate=cfg.fail_on_infra_rate,
+        )
         if eval_tasks:
             summary["before"] = _evaluate_on_main(trainer, tokenizer, eval_tasks, client, cfg)
         trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
@@ -382,7 +435,9 @@ def _evaluate_on_main(trainer, tokenizer, tasks, client, cfg) -> dict | None:
     if trainer.accelerator.is_main_process:
         model = trainer.accelerator.unwrap_model(trainer.model)
         result = evaluate_pass_at_1(model, tokenizer, tasks, client, cfg)
-        log.info("held-out pass@1: %.3f (%d/%d samples)", result["pass@1"], result["passed"], result["samples"])
+        log.info(
+            "held-out pass@1: %.3f (%d/%d samples)", result["pass@1"], result["passed"], result["samples"]
+        )
     trainer.accelerator.wait_for_everyone()
     return result
 
@@ -391,16 +446,20 @@ def print_summary(summary: dict) -> None:
     """The demo's closing lines: held-out pass@1 before and after GRPO."""
     before, after = summary.get("before"), summary.get("after")
     if before and after:
-        print(f"held-out functional pass@1 ({after['tasks']} tasks x {after['samples'] // max(1, after['tasks'])} "
-              f"samples): before GRPO {before['pass@1']:.1%}  after GRPO {after['pass@1']:.1%}  "
-              f"(change {100 * (after['pass@1'] - before['pass@1']):+.1f} points)")
+        print(
+            f"held-out functional pass@1 ({after['tasks']} tasks x {after['samples'] // max(1, after['tasks'])} "
+            f"samples): before GRPO {before['pass@1']:.1%}  after GRPO {after['pass@1']:.1%}  "
+            f"(change {100 * (after['pass@1'] - before['pass@1']):+.1f} points)"
+        )
     print(f"run directory: {summary['output_dir']} (resolved_config.yaml, metrics.jsonl, summary.json)")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point: ``accelerate launch train/grpo.py [--config YAML] [--field value ...]``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = load_config(GRPOScriptConfig, list(sys.argv[1:] if argv is None else argv), defaults=script_defaults())
+    cfg = load_config(
+        GRPOScriptConfig, list(sys.argv[1:] if argv is None else argv), defaults=script_defaults()
+    )
     summary = train(cfg)
     from accelerate import PartialState
 

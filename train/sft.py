@@ -32,6 +32,7 @@ from rewards.config import ConfigError
 from rewards.types import Task
 from rollout.prompts import build_messages, render_prompt
 from train.config import (
+    JsonlMetrics,
     ModelFields,
     TaskFields,
     _f,
@@ -51,7 +52,9 @@ TINY_RECIPE_VERSION = 1
 class SFTScriptConfig(ModelFields, TaskFields, SFTConfig):
     """TRL's SFTConfig plus model/LoRA/task fields (see ``train/config.py``)."""
 
-    data_files: list[str] = _f([], "extra instruction data: JSONL/parquet files with messages | prompt+completion | text")
+    data_files: list[str] = _f(
+        [], "extra instruction data: JSONL/parquet files with messages | prompt+completion | text"
+    )
     use_tasks: bool = _f(True, "train on task (spec → golden) pairs; turn off to train only on data_files")
 
 
@@ -82,8 +85,12 @@ def task_rows(tasks: Sequence[Task], tokenizer, style: str) -> list[dict]:
     for task in tasks:
         answer = answer_text(task.reference)
         if style == "chat":
-            rows.append({"prompt": build_messages(task.prompt, style=style),
-                         "completion": [{"role": "assistant", "content": answer}]})
+            rows.append(
+                {
+                    "prompt": build_messages(task.prompt, style=style),
+                    "completion": [{"role": "assistant", "content": answer}],
+                }
+            )
         else:
             rows.append({"prompt": render_prompt(tokenizer, task.prompt, style=style), "completion": answer})
     return rows
@@ -101,7 +108,8 @@ def load_data_files(paths: Sequence[str]):
         if not ({"messages"} <= columns or {"prompt", "completion"} <= columns or {"text"} <= columns):
             raise ConfigError(
                 f"SFT data file {path} has columns {sorted(columns)}: it needs 'messages' (chat), "
-                "'prompt' and 'completion', or 'text'. Rename the columns or convert the file.")
+                "'prompt' and 'completion', or 'text'. Rename the columns or convert the file."
+            )
         parts.append(part)
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
@@ -162,19 +170,33 @@ def train(cfg: SFTScriptConfig, tasks: Sequence[Task] | None = None) -> Path:
     dataset = build_dataset(cfg, tokenizer, tasks)
     save_resolved_config(cfg, cfg.output_dir)
     log.info("SFT on %d examples from %s", len(dataset), cfg.model_name_or_path)
-    trainer = SFTTrainer(model=model, args=cfg, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=lora_config(cfg))
+    trainer = SFTTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg),
+        callbacks=[JsonlMetrics(Path(cfg.output_dir) / "metrics.jsonl")],
+    )
     trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
     trainer.save_model(cfg.output_dir)
     tokenizer.save_pretrained(cfg.output_dir)
     return Path(cfg.output_dir)
 
 
-def run_sft_on_tasks(tasks: Sequence[Task], *, model: str, out_dir: str | Path, max_steps: int,
-                     extra_args: Sequence[str] = ()) -> Path:
+def run_sft_on_tasks(
+    tasks: Sequence[Task], *, model: str, out_dir: str | Path, max_steps: int, extra_args: Sequence[str] = ()
+) -> Path:
     """SFT ``model`` on in-memory ``tasks`` with the embedded recipe (used by the tiny warm start)."""
-    argv = ["--model_name_or_path", model, "--output_dir", str(out_dir), "--max_steps", str(max_steps),
-            *extra_args]
+    argv = [
+        "--model_name_or_path",
+        model,
+        "--output_dir",
+        str(out_dir),
+        "--max_steps",
+        str(max_steps),
+        *extra_args,
+    ]
     cfg = load_config(SFTScriptConfig, argv, defaults=script_defaults())
     return train(cfg, tasks)
 
@@ -182,7 +204,9 @@ def run_sft_on_tasks(tasks: Sequence[Task], *, model: str, out_dir: str | Path, 
 def main(argv: Sequence[str] | None = None) -> Path:
     """Entry point: ``python train/sft.py [--config YAML] [--field value ...]``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = load_config(SFTScriptConfig, list(sys.argv[1:] if argv is None else argv), defaults=script_defaults())
+    cfg = load_config(
+        SFTScriptConfig, list(sys.argv[1:] if argv is None else argv), defaults=script_defaults()
+    )
     return train(cfg)
 
 

@@ -90,12 +90,21 @@ def _train_tokenizer(texts: Sequence[str], vocab_size: int):
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=[EOS_TOKEN, PAD_TOKEN, IM_START, IM_END],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        vocab_size=vocab_size,
+        special_tokens=[EOS_TOKEN, PAD_TOKEN, IM_START, IM_END],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN, bos_token=None,
-        additional_special_tokens=[IM_START, IM_END], padding_side="left", clean_up_tokenization_spaces=False)
+        tokenizer_object=tokenizer,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        bos_token=None,
+        additional_special_tokens=[IM_START, IM_END],
+        padding_side="left",
+        clean_up_tokenization_spaces=False,
+    )
     fast.chat_template = CHAT_TEMPLATE
     return fast
 
@@ -125,11 +134,18 @@ def build_tiny_model(out_dir: str | Path, texts: Sequence[str], *, seed: int = 0
     tokenizer = _train_tokenizer(texts, spec["vocab_size"])
     torch.manual_seed(seed)
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=spec["hidden_size"], num_hidden_layers=spec["num_layers"],
-        num_attention_heads=spec["num_heads"], num_key_value_heads=spec["num_heads"],
-        intermediate_size=spec["intermediate_size"], max_position_embeddings=spec["max_position_embeddings"],
-        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None)
+        vocab_size=len(tokenizer),
+        hidden_size=spec["hidden_size"],
+        num_hidden_layers=spec["num_layers"],
+        num_attention_heads=spec["num_heads"],
+        num_key_value_heads=spec["num_heads"],
+        intermediate_size=spec["intermediate_size"],
+        max_position_embeddings=spec["max_position_embeddings"],
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
     model = Qwen2ForCausalLM(config)
     model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -156,8 +172,9 @@ def _finish(tmp: Path, final: Path, info: dict) -> Path:
     return final
 
 
-def ensure_tiny_policy(out_dir: str | Path | None = None, *, tasks: Sequence[Task] | None = None,
-                       seed: int = 0, **arch: int) -> Path:
+def ensure_tiny_policy(
+    out_dir: str | Path | None = None, *, tasks: Sequence[Task] | None = None, seed: int = 0, **arch: int
+) -> Path:
     """Return the directory of the random tiny policy for ``tasks``, building it if absent.
 
     Args:
@@ -167,7 +184,12 @@ def ensure_tiny_policy(out_dir: str | Path | None = None, *, tasks: Sequence[Tas
     """
     tasks = list(tasks) if tasks is not None else _default_tasks()
     texts = task_texts(tasks)
-    info = {"kind": "random", "arch": {**DEFAULT_ARCH, **arch}, "seed": seed, "texts": _fingerprint({"t": texts})}
+    info = {
+        "kind": "random",
+        "arch": {**DEFAULT_ARCH, **arch},
+        "seed": seed,
+        "texts": _fingerprint({"t": texts}),
+    }
     final = Path(out_dir) if out_dir is not None else cache_root() / f"tiny-{_fingerprint(info)}"
     if _is_built(final):
         log.info("tiny policy cached in %s", final)
@@ -177,8 +199,13 @@ def ensure_tiny_policy(out_dir: str | Path | None = None, *, tasks: Sequence[Tas
     return _finish(tmp, final, info)
 
 
-def ensure_tiny_sft_policy(out_dir: str | Path | None = None, *, tasks: Sequence[Task] | None = None,
-                           max_steps: int = 600, extra_args: Sequence[str] = ()) -> Path:
+def ensure_tiny_sft_policy(
+    out_dir: str | Path | None = None,
+    *,
+    tasks: Sequence[Task] | None = None,
+    max_steps: int = 600,
+    extra_args: Sequence[str] = (),
+) -> Path:
     """Return the tiny policy after the SFT warm start (``train/sft.py``) on ``tasks``, building if absent.
 
     Args:
@@ -191,8 +218,14 @@ def ensure_tiny_sft_policy(out_dir: str | Path | None = None, *, tasks: Sequence
 
     tasks = list(tasks) if tasks is not None else _default_tasks()
     base = ensure_tiny_policy(tasks=tasks)
-    info = {"kind": "sft", "base": base.name, "max_steps": max_steps, "extra": list(extra_args),
-            "tasks": _fingerprint({"t": [t.to_dict() for t in tasks]}), "recipe": sft.TINY_RECIPE_VERSION}
+    info = {
+        "kind": "sft",
+        "base": base.name,
+        "max_steps": max_steps,
+        "extra": list(extra_args),
+        "tasks": _fingerprint({"t": [t.to_dict() for t in tasks]}),
+        "recipe": sft.TINY_RECIPE_VERSION,
+    }
     final = Path(out_dir) if out_dir is not None else cache_root() / f"tiny-sft-{_fingerprint(info)}"
     if _is_built(final):
         log.info("tiny SFT policy cached in %s", final)
