@@ -92,6 +92,7 @@ class GRPOScriptConfig(ModelFields, TaskFields, GRPOConfig):
     reward_config: str | None = _f(None, "reward config YAML (configs/reward/); None = RewardConfig defaults")
     reward_workers: int = _f(0, "scoring workers of the auto-started reward server (0 = one per core)")
     reward_timeout_s: float = _f(600.0, "HTTP timeout of one reward request")
+    reward_retries: int = _f(2, "retries of a failed reward request before its items count as INFRA_ERROR")
     fail_on_infra_rate: float = _f(
         0.1, "stop when more than this fraction of a generation batch is INFRA_ERROR (1.0 = never stop)"
     )
@@ -236,6 +237,7 @@ def make_client(urls: list[str], tasks: Sequence[Task], cfg: GRPOScriptConfig):
         tasks={t.id: t for t in tasks},
         config=load_reward_config(cfg.reward_config),
         timeout_s=cfg.reward_timeout_s,
+        retries=cfg.reward_retries,
     )
 
 
@@ -418,16 +420,22 @@ def train(cfg: GRPOScriptConfig) -> dict:
         )
         if eval_tasks:
             summary["before"] = _evaluate_on_main(trainer, tokenizer, eval_tasks, client, cfg)
-        trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+        trainer.train(resume_from_checkpoint=resume_arg(cfg.resume_from_checkpoint))
         trainer.save_model(cfg.output_dir)
         tokenizer.save_pretrained(cfg.output_dir)
         if eval_tasks:
             summary["after"] = _evaluate_on_main(trainer, tokenizer, eval_tasks, client, cfg)
-        summary["scored_items"] = reward.scored_total
-        summary["infra_errors"] = reward.infra_total
+        counts = torch.tensor([reward.scored_total, reward.infra_total], device=trainer.accelerator.device)
+        summary["scored_items"], summary["infra_errors"] = (
+            int(v) for v in trainer.accelerator.reduce(counts, reduction="sum").tolist())
     if trainer.accelerator.is_main_process:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def resume_arg(value: str | None) -> str | bool | None:
+    """``resume_from_checkpoint``: a checkpoint dir, or ``latest`` for the newest one in ``output_dir``."""
+    return True if value in ("latest", "true", "True") else value
 
 
 def _evaluate_on_main(trainer, tokenizer, tasks, client, cfg) -> dict | None:

@@ -178,7 +178,7 @@ def train(cfg: SFTScriptConfig, tasks: Sequence[Task] | None = None) -> Path:
         peft_config=lora_config(cfg),
         callbacks=[JsonlMetrics(Path(cfg.output_dir) / "metrics.jsonl")],
     )
-    trainer.train(resume_from_checkpoint=cfg.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=True if cfg.resume_from_checkpoint == "latest" else cfg.resume_from_checkpoint)
     trainer.save_model(cfg.output_dir)
     tokenizer.save_pretrained(cfg.output_dir)
     return Path(cfg.output_dir)

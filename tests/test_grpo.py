@@ -1,0 +1,154 @@
+"""GRPO on the tiny policy against a real reward server on loopback (real Verilator/Icarus/Yosys/OpenSTA).
+
+A small tiny policy is warm-started by SFT on six hand-written tasks so its completions are Verilog of
+varying correctness: that gives groups with different rewards, hence nonzero advantages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from rewards.tasks import load_tasks
+from rewards.types import LEVELS
+from train import grpo, sft
+from train.tiny import build_tiny_model, task_texts
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = REPO / "tests" / "data" / "grpo_tasks.jsonl"
+SMALL = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128, "vocab_size": 400}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory) -> Path:
+    tasks = load_tasks(TASKS)
+    root = tmp_path_factory.mktemp("policy")
+    base = build_tiny_model(root / "base", task_texts(tasks), **SMALL)
+    return sft.run_sft_on_tasks(
+        tasks, model=str(base), out_dir=root / "sft", max_steps=40,
+        extra_args=["--per_device_train_batch_size", "6", "--logging_steps", "10"])
+
+
+@pytest.fixture(scope="module")
+def server():
+    from rewards.server import start_background
+
+    handle = start_background("127.0.0.1", 0, tasks=load_tasks(TASKS), workers=2)
+    yield handle
+    handle.stop()
+
+
+def _args(policy: Path, out: Path, url: str, *flags: str) -> list[str]:
+    return ["--model_name_or_path", str(policy), "--train_tasks", str(TASKS), "--reward_urls", url,
+            "--output_dir", str(out), "--eval_pass_at_1", "false", "--max_steps", "2",
+            "--per_device_train_batch_size", "16", "--num_generations", "4", "--max_completion_length", "64",
+            "--learning_rate", "1e-3", "--report_to", "none", "--save_strategy", "no", "--seed", "1", *flags]
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    return AutoModelForCausalLM.from_pretrained(path).state_dict()
+
+
+def test_full_grpo_two_steps(policy, server, tmp_path):
+    before = _weights(policy)
+    summary = grpo.main(_args(policy, tmp_path / "run", server.url))
+    out = tmp_path / "run"
+    after = _weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before), "GRPO left every weight unchanged"
+    steps = [r for r in _records(out) if "loss" in r and "reward" in r]
+    assert len(steps) == 2
+    keys = set().union(*steps)
+    for level in LEVELS:
+        assert any(level in key for key in keys), f"no per-level reward metric for {level!r} in {sorted(keys)}"
+    assert "dynamic_sampling/dropped_groups" in keys and "rewards/infra_error_frac" in keys
+    assert summary["scored_items"] == 2 * 16 and summary["infra_errors"] == 0
+    assert (out / "resolved_config.yaml").is_file() and (out / "config.yaml").is_file()
+
+
+def test_lora_grpo_adapter_reloads_and_resumes(policy, server, tmp_path):
+    from peft import PeftModel
+
+    out = tmp_path / "lora"
+    flags = ["--use_peft", "--lora_r", "4", "--lora_alpha", "8", "--save_strategy", "steps", "--save_steps", "1"]
+    grpo.main(_args(policy, out, server.url, *flags))
+    assert (out / "adapter_config.json").is_file() and (out / "checkpoint-2").is_dir()
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(policy), str(out))
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b), "LoRA B matrices are still zero: nothing was learned"
+
+    grpo.main(_args(policy, out, server.url, *flags, "--max_steps", "3", "--resume_from_checkpoint", "latest"))
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+
+
+def test_dynamic_sampling_drops_an_all_equal_group():
+    from accelerate import Accelerator
+
+    trainer = SimpleNamespace(accelerator=Accelerator(cpu=True), num_generations=4,
+                              _metrics={"train": defaultdict(list)})
+    # Group 0: rewards all equal (advantages all zero); group 1: mixed, one advantage happens to be 0.
+    output = {"advantages": torch.tensor([0.0, 0.0, 0.0, 0.0, 1.2, -0.8, 0.0, -0.4]),
+              "completion_mask": torch.ones(8, 5, dtype=torch.long)}
+    output["completion_mask"][7, 3:] = 0
+    dropped = grpo.drop_flat_groups(trainer, output)
+    assert dropped == 1
+    assert output["tool_mask"][:4].sum() == 0 and output["tool_mask"][4:].sum() == 20
+    assert int(output["num_items_in_batch"]) == 4 * 5 - 2
+    assert trainer._metrics["train"]["dynamic_sampling/dropped_groups"] == [1.0]
+    assert trainer._metrics["train"]["dynamic_sampling/dropped_frac"] == [0.5]
+
+
+def test_infra_items_do_not_make_a_group_informative():
+    # TRL zeroes the advantage of INFRA_ERROR (None) items, so a group of equal rewards plus INFRA is flat.
+    keep = grpo.flat_group_keep_mask(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.5, -0.5, 0.0, 0.0]), 4)
+    assert keep.tolist() == [False] * 4 + [True] * 4
+
+
+def test_overlong_shaping_is_linear_in_the_buffer():
+    reward = grpo.VerilogReward(lambda *a, **k: [1.0, 1.0, None, 1.0], max_completion_length=100,
+                                overlong_buffer_len=20)
+    got = reward(["p"] * 4, ["c"] * 4, completion_ids=[[0] * 80, [0] * 90, [0] * 100, [0] * 100])
+    assert got == [1.0, 0.5, None, 0.0]
+    assert reward.last_counts == (1, 4)
+
+
+def test_reward_server_down_stops_the_run(policy, tmp_path):
+    url = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(grpo.InfraErrorRateExceeded, match=r"INFRA_ERROR\) for 16 of 16 completions"):
+        grpo.main(_args(policy, tmp_path / "down", url, "--reward_retries", "0", "--reward_timeout_s", "5"))
+    assert not (tmp_path / "down" / "model.safetensors").exists()
+
+
+def test_two_processes_share_one_reward_server(policy, server, tmp_path):
+    """2 CPU processes (gloo) with half the per-device batch score as many items as 1 process."""
+    out = tmp_path / "two"
+    argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+            str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(_free_port()),
+            str(REPO / "train" / "grpo.py"),
+            *_args(policy, out, server.url, "--per_device_train_batch_size", "8")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scored_items"] == 2 * 16 and summary["infra_errors"] == 0
+    assert len([r for r in _records(out) if "loss" in r and "reward" in r]) == 2
