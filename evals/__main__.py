@@ -75,13 +75,19 @@ def _suites(arg: str) -> list[str]:
 
 
 def _load_tasks(args: argparse.Namespace) -> list:
-    problems = [p.strip() for p in args.problems.split(",")] if args.problems else None
-    tasks = []
+    """Tasks of every requested suite; ``--problems`` names must each match some suite's problem."""
+    problems = [p.strip() for p in args.problems.split(",") if p.strip()] if args.problems else None
+    tasks, matched = [], set()
     for suite in _suites(args.suite):
-        wanted = [p for p in problems or [] if "/" not in p or p.startswith(f"{suite}/")] if problems else None
-        if problems and not wanted:
-            continue
-        tasks.extend(load_suite(suite, args.data, problems=wanted, limit=args.limit))
+        suite_tasks = load_suite(suite, args.data)
+        if problems:
+            keep = [t for t in suite_tasks if t.meta["problem"] in problems or t.id in problems]
+            matched |= {t.meta["problem"] for t in keep} | {t.id for t in keep}
+            suite_tasks = keep
+        tasks.extend(suite_tasks[:args.limit] if args.limit else suite_tasks)
+    missing = [p for p in problems or [] if p not in matched]
+    if missing:
+        raise BenchmarkError(f"problems {missing} are in none of the suites {args.suite} at {args.data}")
     return tasks
 
 
