@@ -4,6 +4,7 @@
         --model runs/grpo/final [--base BASE] --n 10 --temperature 0.8 --out runs/eval/v2
     python -m evals run --suite rtllm-v1.1 --data ../shared/benchmarks/rtllm-v1.1 \\
         --samples completions.jsonl --out runs/eval/rtllm
+    python -m evals goldens --suite all --data ../shared/benchmarks --out goldens.jsonl   # toolchain check
 
 ``--suite`` takes one suite, a comma-separated list, or ``all``. Writes ``DIR/samples.jsonl`` (one graded
 sample per line), ``DIR/summary.json`` (pass@k per suite, status counts, errata handling, PPA vs
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from evals.loaders import SUITES, BenchmarkError, load_suite
+from evals.loaders import DEFAULT_DIRS, SUITES, BenchmarkError, load_suite
 from evals.passk import DEFAULT_KS
 from evals.run import (
     PROMPT_STYLES,
@@ -63,11 +64,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-ppa", action="store_true", help="skip the PPA-vs-golden comparison")
     run.add_argument("--no-plot", action="store_true", help="skip report.png")
     add_sampling_args(run)
+    goldens = sub.add_parser("goldens", help="write each problem's golden design as a Completion record "
+                             "(grade it with `run --samples` to check the toolchain against the errata list)")
+    goldens.add_argument("--suite", required=True, help="one suite, a comma list, or 'all'")
+    goldens.add_argument("--data", required=True, type=Path)
+    goldens.add_argument("--out", required=True, type=Path, help="output JSONL")
+    goldens.add_argument("--problems")
+    goldens.add_argument("--limit", type=int)
     return parser
 
 
-def _suites(arg: str) -> list[str]:
-    names = sorted(SUITES) if arg == "all" else [s.strip() for s in arg.split(",") if s.strip()]
+def _suites(arg: str, data: Path) -> list[str]:
+    """Suite names from ``--suite``; ``all`` means every suite whose checkout is under ``data``."""
+    if arg == "all":
+        present = [s for s in sorted(SUITES) if (data / DEFAULT_DIRS[s]).is_dir()]
+        if not present:
+            raise BenchmarkError(f"--suite all: no benchmark checkout under {data} "
+                                 f"(looked for {sorted(set(DEFAULT_DIRS.values()))})")
+        return present
+    names = [s.strip() for s in arg.split(",") if s.strip()]
     unknown = [s for s in names if s not in SUITES]
     if unknown:
         raise BenchmarkError(f"unknown suites {unknown}; valid suites are {sorted(SUITES)} or 'all'")
@@ -78,7 +93,7 @@ def _load_tasks(args: argparse.Namespace) -> list:
     """Tasks of every requested suite; ``--problems`` names must each match some suite's problem."""
     problems = [p.strip() for p in args.problems.split(",") if p.strip()] if args.problems else None
     tasks, matched = [], set()
-    for suite in _suites(args.suite):
+    for suite in _suites(args.suite, args.data):
         suite_tasks = load_suite(suite, args.data)
         if problems:
             keep = [t for t in suite_tasks if t.meta["problem"] in problems or t.id in problems]
@@ -143,10 +158,24 @@ def _print_summary(summary: dict) -> None:
               f"without {len(s['errata'])} errata: {clean} | statuses {s['status_counts']}")
 
 
+def write_goldens(args: argparse.Namespace) -> int:
+    """Execute ``evals goldens``: one fenced golden completion per problem."""
+    tasks = _load_tasks(args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w") as handle:
+        for task in tasks:
+            record = {"task_id": task.id, "completion": f"```verilog\n{task.reference}\n```\n", "sample_index": 0}
+            handle.write(json.dumps(record) + "\n")
+    print(f"wrote {len(tasks)} golden completions to {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if args.command == "goldens":
+            return write_goldens(args)
         summary = run(args)
     except (BenchmarkError, SamplesFileError, ConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
