@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Outcome of scoring one completion. ``INFRA_ERROR`` is never a score: its reward is ``None``."""
 
     OK = "OK"

@@ -54,7 +54,7 @@ class Tool:
         return (prefix,)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _version(binary: str, args: tuple[str, ...]) -> str:
     try:
         proc = subprocess.run([binary, *args], capture_output=True, text=True, timeout=30,
