@@ -1,0 +1,495 @@
+"""Co-simulation of a candidate against the golden design, decided in Python.
+
+How a verdict is reached (DESIGN.md, "The verdict must be the harness's, never the design's"):
+
+1. The golden module's ports (``task.reference``, ``task.top_module``) give the harness: a clock
+   (``meta["clock"]`` or a clock-like 1-bit input name; none means combinational), a reset
+   (``meta["reset"]``/``meta["reset_active"]`` or a reset-like name; active-low when the name says
+   so: ``rst_n``, ``resetn``, ``nrst`` …) and every other input as data.
+2. Stimulus is generated here, seeded and deterministic: directed corners
+   then random values; sequential designs get reset held at the start of each seed and extra
+   resets mid-run, and inputs that change 4 time units away from either clock edge.
+3. The golden and the candidate are simulated in *separate* Icarus runs with the same harness, so
+   no candidate ever shares a simulation with the golden. The golden trace is computed once per
+   (task content, stimulus settings) and kept in an in-process LRU cache.
+4. The harness writes one line per compared vector (outputs in ``%b``, so x/z stay visible) to a
+   file named after a per-run secret, between a header holding the secret and an end marker holding
+   the vector count. Python checks the header, the end marker and the exact vector count, then
+   compares bit by bit: golden x/z bits are don't-care, a candidate x/z where the golden is 0/1 is a
+   mismatch. The candidate's stdout is never read.
+5. Sequential designs are compared every cycle, sampled twice: just before the rising and just
+   before the falling clock edge (so either active edge is covered).
+
+The candidate's source is compiled unchanged; the harness root module is ``rtlf_tb_<nonce>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rewards.interface import InterfaceError, parse_ports
+from rewards.sandbox import Limits
+from rewards.sim import LruCache, SimOutcome, candidate_limits, compile_log, failure_status, new_nonce, simulate
+from rewards.types import Port, Status, Task
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SimOutcome", "run_cosim", "golden_trace", "GOLDEN_CACHE"]
+
+HARNESS_VERSION = 1
+"""Bump when the harness or stimulus changes, so cached golden traces are recomputed."""
+
+GOLDEN_CACHE = LruCache(size=512)
+_CANDIDATE_FILE = "candidate.sv"
+_HARNESS_FILE = "harness.sv"
+_STIM_FILE = "stim.hex"
+_MAX_LOGGED_MISMATCHES = 3
+
+
+# --- port roles -------------------------------------------------------------------------------
+
+_CLOCK_NAMES = re.compile(r"^(i_|in_)?(clk|clock|clk_in|clkin|sys_clk|sysclk|aclk|pclk|hclk|wclk|rclk)(_i|_in)?$", re.I)
+_CLOCK_LIKE = re.compile(r"(clk|clock)$", re.I)
+_RESET_NAMES = re.compile(r"^(i_)?(?P<pre>a|s|n|a_|s_)?(rst|reset|areset|arst)(?P<post>_?n|_b|_ni|_l)?(_i)?$", re.I)
+_RESET_LIKE = re.compile(r"(rst|reset|clear|clr)", re.I)
+
+
+@dataclass(frozen=True)
+class PortRoles:
+    """How the harness drives each golden port."""
+
+    clock: str | None
+    clock_inputs: tuple[Port, ...]
+    reset: str | None
+    reset_active: int
+    data_inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
+
+
+def _active_low(name: str) -> bool:
+    lower = name.lower()
+    return lower.startswith("n") or lower.endswith(("n", "_b", "_l", "_ni"))
+
+
+def _pick(ports: Sequence[Port], name: str | None) -> Port | None:
+    return next((p for p in ports if name is not None and p.name == name), None)
+
+
+def plan_ports(ports: Sequence[Port], meta: dict) -> PortRoles:
+    """Find the clock and reset among ``ports`` (``meta`` first, then names); the rest is data.
+
+    Raises :class:`InterfaceError` when ``meta`` names a clock or reset the module does not have,
+    or when the module has no output to compare.
+    """
+    inputs = [p for p in ports if p.direction == "input"]
+    outputs = tuple(p for p in ports if p.direction != "input")
+    if not outputs:
+        raise InterfaceError(f"module has no outputs ({[p.name for p in ports]}): nothing to compare")
+    clock = _pick(inputs, meta.get("clock"))
+    if meta.get("clock") and clock is None:
+        raise InterfaceError(f"meta clock {meta['clock']!r} is not an input of the module "
+                             f"(inputs: {[p.name for p in inputs]}); fix the task's meta")
+    one_bit = [p for p in inputs if p.width == 1]
+    if clock is None and "clock" not in meta:
+        clock = next((p for p in one_bit if _CLOCK_NAMES.match(p.name)), None) or next(
+            (p for p in one_bit if _CLOCK_LIKE.search(p.name)), None)
+    clocks = (clock,) if clock else ()
+    if clock:  # further clock-named inputs toggle with the main clock
+        clocks += tuple(p for p in one_bit if p is not clock and _CLOCK_NAMES.match(p.name))
+    reset = _pick(inputs, meta.get("reset"))
+    if meta.get("reset") and reset is None:
+        raise InterfaceError(f"meta reset {meta['reset']!r} is not an input of the module "
+                             f"(inputs: {[p.name for p in inputs]}); fix the task's meta")
+    if reset is None and "reset" not in meta:
+        reset = next((p for p in one_bit if p not in clocks and _RESET_NAMES.match(p.name)), None)
+    active = meta.get("reset_active")
+    if reset is not None and active is None:
+        active = 0 if _active_low(reset.name) else 1
+    data = tuple(p for p in inputs if p not in clocks)
+    return PortRoles(clock=clock.name if clock else None, clock_inputs=clocks,
+                     reset=reset.name if reset else None, reset_active=int(active or 0),
+                     data_inputs=data, outputs=outputs)
+
+
+# --- stimulus ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StimulusPlan:
+    """Port roles plus the input vectors (one value per data input) and where each seed starts."""
+
+    roles: PortRoles
+    vectors: tuple[tuple[int, ...], ...]
+    seed_starts: tuple[tuple[int, int], ...] = field(default=())
+
+    @property
+    def clock(self) -> str | None:
+        return self.roles.clock
+
+    @property
+    def clock_inputs(self) -> tuple[Port, ...]:
+        return self.roles.clock_inputs
+
+    @property
+    def data_inputs(self) -> tuple[Port, ...]:
+        return self.roles.data_inputs
+
+    @property
+    def outputs(self) -> tuple[Port, ...]:
+        return self.roles.outputs
+
+    @property
+    def stim_width(self) -> int:
+        return sum(p.width for p in self.data_inputs)
+
+    def hex_text(self) -> str:
+        """The vectors packed (first data input most significant) for ``$readmemh``."""
+        digits = max(1, (self.stim_width + 3) // 4)
+        out = []
+        for vector in self.vectors:
+            packed = 0
+            for port, value in zip(self.data_inputs, vector, strict=True):
+                packed = (packed << port.width) | value
+            out.append(f"{packed:0{digits}x}")
+        return "\n".join(out) + "\n"
+
+    def where(self, index: int) -> str:
+        """``seed S, cycle C`` (or ``vector V``) of vector ``index``."""
+        seed, start = next((s, b) for s, b in reversed(self.seed_starts) if b <= index)
+        unit = "cycle" if self.clock else "vector"
+        return f"seed {seed}, {unit} {index - start}"
+
+
+def describe_inputs(plan: StimulusPlan, index: int) -> str:
+    """``a=0x3 b=0x1`` for vector ``index`` (long lists are cut)."""
+    parts = [f"{p.name}=0x{v:x}" for p, v in zip(plan.data_inputs, plan.vectors[index], strict=True)]
+    text = " ".join(parts) or "no inputs"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def corner_values(width: int) -> list[int]:
+    """Directed values for a ``width``-bit input: 0, all ones, MSB only, 1, alternating, signed max/min."""
+    ones = (1 << width) - 1
+    alt = int("01" * width, 2) & ones
+    values = [0, ones, 1 << (width - 1), 1, alt, ones ^ alt, ones >> 1]
+    return list(dict.fromkeys(v & ones for v in values))
+
+
+def _directed(ports: Sequence[Port]) -> list[tuple[int, ...]]:
+    """Whole-vector corners (every input the same pattern), then one input at a time on a zero background."""
+    per_port = [corner_values(p.width) for p in ports]
+    vectors = []
+    for k in range(max((len(v) for v in per_port), default=0)):
+        vectors.append(tuple(v[k % len(v)] for v in per_port))
+    for i, values in enumerate(per_port):
+        for value in values[1:]:
+            vectors.append(tuple(value if j == i else 0 for j in range(len(ports))))
+    return list(dict.fromkeys(vectors))
+
+
+def _random_vector(rng: random.Random, ports: Sequence[Port], corner_p: float = 0.25) -> tuple[int, ...]:
+    out = []
+    for port in ports:
+        if port.width > 1 and rng.random() < corner_p:
+            out.append(rng.choice(corner_values(port.width)))
+        else:
+            out.append(rng.getrandbits(port.width))
+    return tuple(out)
+
+
+def _comb_seed(rng: random.Random, ports: Sequence[Port], count: int, first: bool) -> list[tuple[int, ...]]:
+    width = sum(p.width for p in ports)
+    vectors: list[tuple[int, ...]] = []
+    if first and width <= 16 and (1 << width) <= count:
+        for packed in range(1 << width):  # exhaustive when it fits
+            values, shift = [], width
+            for port in ports:
+                shift -= port.width
+                values.append((packed >> shift) & ((1 << port.width) - 1))
+            vectors.append(tuple(values))
+    elif first:
+        vectors = _directed(ports)[: max(1, count // 2)]
+    while len(vectors) < count:
+        vectors.append(_random_vector(rng, ports))
+    return vectors[:count]
+
+
+def _seq_seed(rng: random.Random, roles: PortRoles, cycles: int, reset_cycles: int,
+              midrun_resets: int) -> list[tuple[int, ...]]:
+    ports = roles.data_inputs
+    reset_at = {i for i in range(min(reset_cycles, cycles))} if roles.reset else set()
+    if roles.reset and cycles > reset_cycles + 2:
+        for _ in range(midrun_resets):
+            start = rng.randrange(reset_cycles + 1, cycles - 1)
+            reset_at.update(range(start, min(cycles, start + max(1, reset_cycles))))
+    vectors = []
+    for cycle in range(cycles):
+        values = list(_random_vector(rng, ports))
+        for i, port in enumerate(ports):
+            if port.name == roles.reset:
+                on = cycle in reset_at
+                values[i] = roles.reset_active if on else 1 - roles.reset_active
+            elif port.width == 1 and _RESET_LIKE.search(port.name):
+                # other resets/clears: asserted now and then, so they do not mask the logic
+                active = 0 if _active_low(port.name) else 1
+                values[i] = active if rng.random() < 0.05 else 1 - active
+        vectors.append(tuple(values))
+    return vectors
+
+
+def build_stimulus(roles: PortRoles, *, seeds: Sequence[int], comb_vectors: int, seq_cycles: int,
+                   reset_cycles: int, midrun_resets: int) -> StimulusPlan:
+    """Deterministic stimulus for ``roles``: per seed, ``seq_cycles`` cycles or ``comb_vectors`` vectors."""
+    vectors: list[tuple[int, ...]] = []
+    starts = []
+    for n, seed in enumerate(seeds):
+        rng = random.Random(f"rtlforge-stimulus-{seed}")
+        starts.append((int(seed), len(vectors)))
+        if roles.clock:
+            vectors += _seq_seed(rng, roles, seq_cycles, reset_cycles, midrun_resets)
+        else:
+            vectors += _comb_seed(rng, roles.data_inputs, comb_vectors, first=n == 0)
+    return StimulusPlan(roles=roles, vectors=tuple(vectors), seed_starts=tuple(starts))
+
+
+@dataclass(frozen=True)
+class GoldenTrace:
+    """The golden's behaviour under one stimulus: what candidates are compared against."""
+
+    plan: StimulusPlan
+    rows: tuple[tuple[str, ...], ...]
+    stim_text: str
+    cpu_s: float
+    defined_fraction: float
+
+
+class TraceError(ValueError):
+    """A trace file is missing, forged, truncated or malformed."""
+
+
+def harness_source(plan: StimulusPlan, top: str, names_nonce: str, secret: str) -> str:
+    """The Verilog harness driving ``top`` from ``stim.hex`` and writing ``trace_<secret>.txt``."""
+    n = len(plan.vectors)
+    width = max(1, plan.stim_width)
+    lines = ["`timescale 1ns/1ps", f"module rtlf_tb_{names_nonce};",
+             f"  reg [{width - 1}:0] rtlf_stim [0:{n - 1}];"]
+    if plan.clock:
+        lines.append("  reg rtlf_clk;")
+    for port in plan.data_inputs:
+        lines.append(f"  reg [{port.width - 1}:0] rtlf_i_{port.name};")
+    for port in plan.outputs:
+        lines.append(f"  wire [{port.width - 1}:0] rtlf_o_{port.name};")
+    conns = [f".{p.name}(rtlf_clk)" for p in plan.clock_inputs]
+    conns += [f".{p.name}(rtlf_i_{p.name})" for p in plan.data_inputs]
+    conns += [f".{p.name}(rtlf_o_{p.name})" for p in plan.outputs]
+    lines.append(f"  {top} rtlf_dut ({', '.join(conns)});")
+    lines.append("  integer rtlf_fd, rtlf_k;")
+    outs = ", ".join(f"rtlf_o_{p.name}" for p in plan.outputs)
+    fmt = " ".join("%b" for _ in plan.outputs)
+    drive = ""
+    if plan.data_inputs:
+        drive = "{" + ", ".join(f"rtlf_i_{p.name}" for p in plan.data_inputs) + "} = rtlf_stim[rtlf_k];"
+    lines += [
+        "  initial begin",
+        f'    $readmemh("{_STIM_FILE}", rtlf_stim);',
+        f'    rtlf_fd = $fopen("trace_{secret}.txt", "w");',
+        f'    $fdisplay(rtlf_fd, "H {secret}");',
+    ]
+    if plan.clock:
+        lines += [
+            "    rtlf_clk = 1'b0;",
+            f"    for (rtlf_k = 0; rtlf_k < {n}; rtlf_k = rtlf_k + 1) begin",
+            f"      #1 {drive}",
+            f'      #3 $fwrite(rtlf_fd, "%0d {fmt}", rtlf_k, {outs});',
+            "      #1 rtlf_clk = 1'b1;",
+            f'      #4 $fdisplay(rtlf_fd, " {fmt}", {outs});',
+            "      #1 rtlf_clk = 1'b0;",
+            "    end",
+        ]
+    else:
+        lines += [
+            f"    for (rtlf_k = 0; rtlf_k < {n}; rtlf_k = rtlf_k + 1) begin",
+            f"      {drive}",
+            f'      #5 $fdisplay(rtlf_fd, "%0d {fmt}", rtlf_k, {outs});',
+            "      #5;",
+            "    end",
+        ]
+    lines += [
+        f'    $fdisplay(rtlf_fd, "E {secret} %0d", {n});',
+        "    $fclose(rtlf_fd);",
+        "    $finish;",
+        "  end",
+        "endmodule",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def parse_trace(data: bytes | None, secret: str, plan: StimulusPlan) -> list[tuple[str, ...]]:
+    """Rows of a trace file, validated against ``secret`` and the plan; raises :class:`TraceError`."""
+    if data is None:
+        raise TraceError("the harness wrote no trace (the simulation ended before it started)")
+    lines = data.decode("ascii", "replace").splitlines()
+    if not lines or lines[0] != f"H {secret}":
+        raise TraceError("the trace header is missing or does not carry this run's secret")
+    n = len(plan.vectors)
+    samples = 2 if plan.clock else 1
+    widths = [p.width for p in plan.outputs] * samples
+    rows = []
+    for number, line in enumerate(lines[1:]):
+        if line.startswith("E "):
+            if line != f"E {secret} {n}" or number != n or len(lines) != n + 2:
+                raise TraceError(f"the trace end marker is wrong (after {number} of {n} vectors)")
+            return rows
+        fields = line.split()
+        if number >= n or len(fields) != len(widths) + 1 or fields[0] != str(number):
+            raise TraceError(f"trace line {number + 1} is malformed or out of order")
+        values = tuple(fields[1:])
+        if any(len(v) != w for v, w in zip(values, widths, strict=True)):
+            raise TraceError(f"trace line {number + 1} has values of the wrong width")
+        rows.append(values)
+    raise TraceError(f"the simulation ended after {len(rows)} of {n} vectors (no end marker)")
+
+
+def bits_match(golden: str, got: str) -> bool:
+    """Golden x/z bits are don't-care; every golden 0/1 bit must be the same 0/1 in ``got``."""
+    if golden == got:
+        return True
+    return all(g not in "01" or g == c for g, c in zip(golden, got, strict=True))
+
+
+def _defined_fraction(rows: Sequence[tuple[str, ...]]) -> float:
+    total = defined = 0
+    for row in rows:
+        for value in row:
+            total += len(value)
+            defined += value.count("0") + value.count("1")
+    return defined / total if total else 0.0
+
+
+def _cache_key(task: Task, settings: dict) -> str:
+    blob = json.dumps({"v": HARNESS_VERSION, "ref": task.reference, "top": task.top_module,
+                       "meta": {k: task.meta.get(k) for k in ("clock", "reset", "reset_active")},
+                       **settings}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def golden_ports(task: Task) -> list[Port]:
+    """Ports of the golden top module; raises :class:`InterfaceError` for a broken task."""
+    return parse_ports(task.reference, task.top_module)
+
+
+def _run_golden(task: Task, settings: dict, limits: Limits, sandbox: bool) -> GoldenTrace:
+    plan = build_stimulus(plan_ports(golden_ports(task), task.meta), **settings)
+    stim_text = plan.hex_text()
+    names_nonce, secret = new_nonce(), new_nonce()
+    harness = harness_source(plan, task.top_module, names_nonce, secret)
+    run = simulate([(_HARNESS_FILE, harness), ("golden.sv", task.reference)], None,
+                   [f"rtlf_tb_{names_nonce}"], limits=limits, sandbox=sandbox,
+                   data_files=[(_STIM_FILE, stim_text)], outputs=[f"trace_{secret}.txt"])
+    where = f"task {task.id!r}, module {task.top_module}"
+    if not run.compiled:
+        raise GoldenError(f"golden design does not compile under Icarus ({where}): "
+                          f"{compile_log(run.result)}. Fix the task's reference.")
+    try:
+        rows = parse_trace(run.outputs.get(f"trace_{secret}.txt"), secret, plan)
+    except TraceError as exc:
+        raise GoldenError(f"golden simulation failed ({where}): {exc}; {run.result.tail(400)}. "
+                          "Fix the task's reference or raise sim_cpu_s.") from exc
+    return GoldenTrace(plan=plan, rows=tuple(rows), stim_text=stim_text, cpu_s=max(run.result.cpu_s, run.result.wall_s),
+                       defined_fraction=_defined_fraction(rows))
+
+
+class GoldenError(RuntimeError):
+    """The golden design itself cannot be simulated: the task (or the toolchain) is broken."""
+
+
+def golden_trace(task: Task, *, seeds: Sequence[int], comb_vectors: int, seq_cycles: int,
+                 reset_cycles: int, midrun_resets: int, limits: Limits, sandbox: bool) -> GoldenTrace:
+    """The golden's trace for these stimulus settings (cached in-process).
+
+    Raises:
+        GoldenError, InterfaceError: the task's reference cannot be simulated.
+        ToolNotFound, SandboxError: the toolchain or the sandbox is missing.
+    """
+    settings = {"seeds": tuple(int(s) for s in seeds), "comb_vectors": int(comb_vectors),
+                "seq_cycles": int(seq_cycles), "reset_cycles": int(reset_cycles),
+                "midrun_resets": int(midrun_resets)}
+    key = _cache_key(task, settings)
+    return GOLDEN_CACHE.get_or_compute(key, lambda: _run_golden(task, settings, limits, sandbox))
+
+
+def _mismatch_line(golden: GoldenTrace, index: int, got: tuple[str, ...]) -> str:
+    plan = golden.plan
+    want = golden.rows[index]
+    names = [p.name for p in plan.outputs]
+    parts = []
+    for pos, (g, c) in enumerate(zip(want, got, strict=True)):
+        if not bits_match(g, c):
+            name = names[pos % len(names)]
+            when = ("@rise" if pos < len(names) else "@fall") if plan.clock else ""
+            parts.append(f"{name}{when} expected {g} got {c}")
+    return f"vector {index} ({plan.where(index)}; {describe_inputs(plan, index)}): " + ", ".join(parts)
+
+
+def compare(golden: GoldenTrace, rows: Sequence[tuple[str, ...]]) -> SimOutcome:
+    """Compare a validated candidate trace with the golden's; graded by fully matching vectors."""
+    bad = [i for i, (want, got) in enumerate(zip(golden.rows, rows, strict=True))
+           if want != got and not all(bits_match(g, c) for g, c in zip(want, got, strict=True))]
+    total = len(golden.rows)
+    metrics = {"golden_defined_fraction": round(golden.defined_fraction, 4)}
+    if not bad:
+        return SimOutcome(Status.OK, total, total, "", metrics)
+    shown = [_mismatch_line(golden, i, rows[i]) for i in bad[:_MAX_LOGGED_MISMATCHES]]
+    head = f"{len(bad)} of {total} vectors mismatch; first: "
+    return SimOutcome(Status.SIM_MISMATCH, total - len(bad), total, head + "\n".join(shown), metrics)
+
+
+def run_cosim(task: Task, code: str, *, seeds: Sequence[int], comb_vectors: int, seq_cycles: int,
+              reset_cycles: int, midrun_resets: int, limits: Limits, sandbox: bool = True) -> SimOutcome:
+    """Co-simulate ``code`` against ``task.reference``; see the module docstring.
+
+    Returns a :class:`SimOutcome`: OK (all vectors match), SIM_MISMATCH (graded), SYNTAX_ERROR
+    (Icarus rejects the candidate), SIM_TIMEOUT, RESOURCE_LIMIT, or INFRA_ERROR (the golden cannot
+    be simulated).
+
+    Raises:
+        ToolNotFound, SandboxError: Icarus or the sandbox is missing (infrastructure).
+    """
+    try:
+        golden = golden_trace(task, seeds=seeds, comb_vectors=comb_vectors, seq_cycles=seq_cycles,
+                              reset_cycles=reset_cycles, midrun_resets=midrun_resets, limits=limits,
+                              sandbox=sandbox)
+    except (GoldenError, InterfaceError) as exc:
+        log.warning("golden of %s unusable: %s", task.id, exc)
+        return SimOutcome(Status.INFRA_ERROR, log=str(exc))
+    plan = golden.plan
+    names_nonce, secret = new_nonce(), new_nonce()
+    harness = harness_source(plan, task.top_module, names_nonce, secret)
+    trace_name = f"trace_{secret}.txt"
+    run = simulate([(_HARNESS_FILE, harness)], (_CANDIDATE_FILE, code), [f"rtlf_tb_{names_nonce}"],
+                   limits=candidate_limits(limits, golden.cpu_s), sandbox=sandbox,
+                   data_files=[(_STIM_FILE, golden.stim_text)], outputs=[trace_name])
+    total = len(golden.rows)
+    metrics = {"sim_wall_s": round(run.result.wall_s, 4), "sequential": bool(plan.clock)}
+    if not run.compiled:
+        return SimOutcome(Status.SYNTAX_ERROR, 0, total,
+                          f"Icarus rejects the design: {compile_log(run.result)}", metrics)
+    limit_status = failure_status(run.result)
+    if limit_status is not None:
+        what = "ran out of time" if limit_status is Status.SIM_TIMEOUT else "hit a resource limit"
+        return SimOutcome(limit_status, 0, total,
+                          f"simulation {what} (combinational loop or runaway process?): "
+                          f"{run.result.tail(300)}", metrics)
+    try:
+        rows = parse_trace(run.outputs.get(trace_name), secret, plan)
+    except TraceError as exc:
+        return SimOutcome(Status.SIM_MISMATCH, 0, total, f"harness trace rejected: {exc}", metrics)
+    outcome = compare(golden, rows)
+    outcome.metrics.update(metrics)
+    return outcome
