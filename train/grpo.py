@@ -219,11 +219,13 @@ def reward_service(cfg: GRPOScriptConfig, tasks: Sequence[Task]) -> Iterator[lis
         log.info("reward server started on %s", handle.url)
     if state.num_processes > 1:
         broadcast_object_list(url)
+    finished = False
     try:
         yield [url[0]]
+        finished = True
     finally:
-        if state.num_processes > 1:
-            state.wait_for_everyone()
+        if finished and state.num_processes > 1:
+            state.wait_for_everyone()  # on an error a peer may never arrive: stop without waiting
         if handle is not None:
             handle.stop()
 
