@@ -395,6 +395,7 @@ def make_scorer(reward_urls: Sequence[str] | None, tasks: Sequence[Task], *, rew
                 timeout_s: float = 600.0, retries: int = 2) -> Scorer:
     """``items -> results`` through the reward client: the servers at ``reward_urls``, or in-process."""
     from rewards.client import RewardClient
+
     from rewards.config import load_reward_config
 
     client = RewardClient(
