@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from rewards.interface import InterfaceError, check_interface, parse_ports
+from rewards.lint import SOURCE_NAME, parse_messages, run_lint
+from rewards.sandbox import Limits
+from rewards.tools import ToolNotFound
 from rewards.types import Port, Task
 
 BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
@@ -137,3 +141,96 @@ def test_benchmark_goldens_have_readable_ports():
     assert len(refs) > 100, f"VerilogEval v2 goldens not found under {BENCH}"
     for ref in refs:
         assert parse_ports(ref.read_text(), "RefModule"), ref
+
+
+# ---- syntax level: Verilator lint ---------------------------------------------------------------
+
+LINT_LIMITS = Limits(cpu_s=20, wall_s=60)
+
+
+def test_lint_clean_design_is_ok():
+    result = run_lint("module TopModule(input a, output y);\n  assign y = ~a;\nendmodule\n", "TopModule",
+                      limits=LINT_LIMITS)
+    assert result.ok and result.messages == [] and result.warning_count == 0 and not result.timed_out
+
+
+def test_lint_syntax_error_is_parsed_into_fields():
+    code = "module TopModule(input a, output y)\n  assign y = a;\nendmodule\n"
+    result = run_lint(code, "TopModule", limits=LINT_LIMITS)
+    assert not result.ok and not result.timed_out
+    first = result.messages[0]
+    assert (first.file, first.line, first.col, first.severity) == (SOURCE_NAME, 2, 3, "error")
+    assert "syntax error" in first.text
+    assert "candidate.sv:2:3: syntax error" in result.log
+
+
+def test_lint_width_mismatch_is_a_warning_not_a_failure():
+    code = "module TopModule(input [3:0] a, output [2:0] y);\n  assign y = a;\nendmodule\n"
+    result = run_lint(code, "TopModule", limits=LINT_LIMITS)
+    assert result.ok and result.warning_count == 1
+    (warning,) = result.messages
+    assert (warning.severity, warning.code, warning.file, warning.line) == ("warning", "WIDTH", SOURCE_NAME, 2)
+    assert "expects 3 bits" in warning.text
+
+
+def test_lint_missing_top_module_fails():
+    result = run_lint("module Other(input a);\nendmodule\n", "TopModule", limits=LINT_LIMITS)
+    assert not result.ok and "'TopModule' was not found" in result.log
+
+
+def test_lint_accepts_delays_in_initial_blocks():
+    code = "module TopModule(input a, output reg y);\n  initial begin #5 y = 0; @(a); end\nendmodule\n"
+    assert run_lint(code, "TopModule", limits=LINT_LIMITS).ok
+
+
+def test_lint_cpu_limit_reports_timed_out():
+    code = ("module TopModule(output y); genvar i, j;\n"
+            "generate for (i = 0; i < 1000; i = i + 1) begin : g for (j = 0; j < 1000; j = j + 1) begin : h\n"
+            "  wire [63:0] w; assign w = i * j; end end endgenerate\n"
+            "assign y = g[0].h[0].w[0];\nendmodule\n")
+    result = run_lint(code, "TopModule", limits=Limits(cpu_s=1, wall_s=10))
+    assert not result.ok and result.timed_out and "limit" in result.log
+
+
+def test_lint_missing_verilator_raises_tool_not_found(monkeypatch):
+    monkeypatch.setenv("VERILATOR", "/nonexistent/verilator")
+    with pytest.raises(ToolNotFound, match="VERILATOR"):
+        run_lint("module TopModule; endmodule\n", "TopModule", limits=LINT_LIMITS)
+
+
+def test_parse_messages_skips_excerpts_and_summary():
+    text = ("%Warning-WIDTH: candidate.sv:2:12: Operator ASSIGNW expects 3 bits\n"
+            "                         : ... In instance TopModule\n"
+            "    2 |   assign y = a;\n      |            ^\n"
+            "%Error-UNSUPPORTED: candidate.sv:7:21: Unsupported tristate construct: ASSIGNDLY\n"
+            "%Error: Specified --top-module 'X' was not found in design.\n"
+            "%Error: Exiting due to 2 error(s)\n")
+    messages = parse_messages(text)
+    assert [(m.severity, m.code, m.line, m.col) for m in messages] == [
+        ("warning", "WIDTH", 2, 12), ("unsupported", "UNSUPPORTED", 7, 21), ("error", "", 0, 0)]
+
+
+def _rtllm_top(path: Path, source: str) -> str:
+    design = path.stem.removeprefix("verified_")
+    names = re.findall(r"^\s*module\s+(\w+)", source, re.M)
+    return next((n for n in (design, path.stem) if n in names), names[-1])
+
+
+def test_lint_benchmark_goldens():
+    refs = sorted((BENCH / "verilog-eval-v2" / "dataset_spec-to-rtl").glob("*_ref.sv"))[::8]
+    rtllm = sorted((BENCH / "rtllm-v1.1").glob("**/verified_*.v"))
+    assert refs and rtllm
+    failures = {}
+    for path in refs:
+        result = run_lint(path.read_text(), "RefModule", limits=LINT_LIMITS)
+        if not result.ok:
+            failures[path.name] = result.log
+    for path in rtllm:
+        source = path.read_text(errors="replace")
+        result = run_lint(source, _rtllm_top(path, source), limits=LINT_LIMITS)
+        if not result.ok:
+            failures[path.name] = result.log
+    # RTLLM's pe re-declares an ANSI output port as a reg: illegal Verilog that Icarus and Yosys
+    # tolerate and Verilator rejects.
+    assert set(failures) == {"verified_pe.v"}, failures
+    assert "Duplicate declaration" in failures["verified_pe.v"]

@@ -1,0 +1,130 @@
+"""Syntax level of the reward: Verilator ``--lint-only`` on the candidate, messages parsed into fields.
+
+Flags and why:
+
+* ``-Wno-fatal``: warnings (width mismatches, incomplete cases …) are counted, never a failure.
+* ``--timing``: delays and event controls in ``initial`` blocks are legal Verilog; without a timing
+  mode Verilator 5 rejects them (NEEDTIMINGOPT).
+* ``-Wno-BLKANDNBLK``: blocking and non-blocking writes to different bits of one variable are legal
+  (two VerilogEval goldens do it); Verilator only cannot *simulate* them, and simulation uses Icarus.
+* Messages Verilator marks *Unsupported* (e.g. tristate ``z`` assigned inside ``always``) say what
+  Verilator cannot handle, not that the code is wrong: they are kept with severity ``unsupported``
+  and do not fail the lint.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+from dataclasses import dataclass, field
+
+from rewards.sandbox import Job, Limits, run_job
+from rewards.tools import VERILATOR
+
+log = logging.getLogger(__name__)
+
+SOURCE_NAME = "candidate.sv"
+LINT_FLAGS = ("--lint-only", "-Wno-fatal", "--timing", "-Wno-BLKANDNBLK", "--error-limit", "50")
+
+# The ``verilator`` wrapper script survives its ``verilator_bin`` child and reports how it died.
+_WRAPPER_SIGNAL = re.compile(r"Verilator threw signal (\d+)")
+_LIMIT_SIGNALS = (signal.SIGXCPU, signal.SIGKILL)
+
+_MESSAGE = re.compile(
+    r"^%(?P<severity>Error|Warning)(?:-(?P<code>[A-Za-z0-9_]+))?:[ \t]*"
+    r"(?:(?P<file>[^\s:]+):(?P<line>\d+):(?:(?P<col>\d+):)?[ \t]*)?(?P<text>.*)$",
+    re.M,
+)
+
+
+@dataclass(frozen=True)
+class LintMessage:
+    """One Verilator diagnostic. ``severity`` is ``error``, ``warning`` or ``unsupported``."""
+
+    file: str
+    line: int
+    col: int
+    severity: str
+    code: str
+    text: str
+
+    def format(self) -> str:
+        where = f"{self.file}:{self.line}:{self.col}: " if self.line else ""
+        code = f"-{self.code}" if self.code else ""
+        return f"%{self.severity.capitalize()}{code}: {where}{self.text}"
+
+
+@dataclass
+class LintResult:
+    """Outcome of linting one candidate.
+
+    ``ok`` is true when Verilator reported no error; ``timed_out`` when a sandbox limit (CPU, wall,
+    memory, output size) stopped it, which is the candidate's resource problem, not a syntax error.
+    """
+
+    ok: bool
+    messages: list[LintMessage] = field(default_factory=list)
+    warning_count: int = 0
+    log: str = ""
+    timed_out: bool = False
+
+
+def parse_messages(text: str) -> list[LintMessage]:
+    """Verilator messages in ``text`` (continuation and source-excerpt lines are skipped).
+
+    The summary line ``%Error: Exiting due to N error(s)`` is not a message of its own.
+    """
+    messages = []
+    for match in _MESSAGE.finditer(text):
+        body = match.group("text").strip()
+        if match.group("file") is None and body.startswith("Exiting due to"):
+            continue
+        severity = match.group("severity").lower()
+        code = match.group("code") or ""
+        if code == "UNSUPPORTED" or body.startswith("Unsupported"):
+            severity = "unsupported"
+        messages.append(LintMessage(
+            file=match.group("file") or "",
+            line=int(match.group("line") or 0),
+            col=int(match.group("col") or 0),
+            severity=severity,
+            code=code,
+            text=body,
+        ))
+    return messages
+
+
+def lint_argv(binary: str, top: str) -> tuple[str, ...]:
+    return (binary, *LINT_FLAGS, "--top-module", top, SOURCE_NAME)
+
+
+def run_lint(code: str, top: str, *, limits: Limits, sandbox: bool = True) -> LintResult:
+    """Lint ``code`` with Verilator, ``top`` as the top module, inside the sandbox.
+
+    Raises :class:`rewards.tools.ToolNotFound` when Verilator is missing and
+    :class:`rewards.sandbox.SandboxError` when the sandbox cannot run it (both infrastructure errors).
+    """
+    binary = VERILATOR.binary()
+    job = Job(argv=lint_argv(binary, top), files=((SOURCE_NAME, code),), limits=limits,
+              ro_binds=VERILATOR.ro_binds())
+    result = run_job(job, sandbox=sandbox)
+    output = result.stderr + "\n" + result.stdout
+    messages = parse_messages(output)
+    errors = [m for m in messages if m.severity == "error"]
+    warnings = sum(1 for m in messages if m.severity == "warning")
+    wrapper_signal = _WRAPPER_SIGNAL.search(output)
+    killed = int(wrapper_signal.group(1)) in _LIMIT_SIGNALS if wrapper_signal else False
+    cpu_hit = result.timed_out or killed or result.cpu_s >= limits.cpu_s
+    if cpu_hit or result.memory_limit or result.output_truncated:
+        what = "CPU/wall time" if cpu_hit else "memory" if result.memory_limit else "output size"
+        return LintResult(ok=False, messages=messages, warning_count=warnings, timed_out=True,
+                          log=f"verilator lint stopped by the sandbox's {what} limit ({limits.cpu_s:g}s CPU, "
+                              f"{limits.memory_mb} MB): the design is too large or loops in elaboration")
+    unsupported = any(m.severity == "unsupported" for m in messages)
+    if result.returncode != 0 and not errors and not unsupported:
+        detail = f"signal {result.signal}" if result.signal else f"exit code {result.returncode}"
+        errors = [LintMessage("", 0, 0, "error", "", f"verilator failed ({detail}): {result.tail(300)}")]
+        messages.append(errors[0])
+    log_text = "\n".join(m.format() for m in errors[:5])
+    return LintResult(ok=not errors, messages=messages, warning_count=warnings, log=log_text[-1500:])
