@@ -109,15 +109,22 @@ _DEFINE_NAME = re.compile(r"[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_$]*)(?P<paren>\()
 _GLUE = re.compile(r"[A-Za-z0-9_$`]")
 
 
-def reserved_names(task: Task) -> frozenset[str]:
-    """Names a candidate may not define: modules of the golden (other than the top itself) and of
-    the task's test bench, ``tb``/``RefModule`` when a test bench exists, and ``rtlf_*`` (the
-    harness prefix, kept as a glob pattern)."""
-    names = {m.name for m in find_modules(task.reference)} - {task.top_module}
+def reserved_names(task: Task, *, include_reference_helpers: bool = False) -> frozenset[str]:
+    """Names a candidate may not define as modules.
+
+    Always: the modules of the task's test bench (which the candidate is compiled with) and, when a
+    test bench exists, ``tb`` and ``RefModule``; and ``rtlf_*`` (the harness prefix, kept as a glob
+    pattern). The golden's helper modules are added only with ``include_reference_helpers``: the
+    co-simulation runs the golden in a separate compilation, and a natural helper name such as
+    ``full_adder`` (RTLLM's adder_8bit golden) must not turn a correct answer into a violation.
+    """
+    names = {_HARNESS_PATTERN}
+    if include_reference_helpers:
+        names |= {m.name for m in find_modules(task.reference)}
     if task.testbench:
-        names |= {m.name for m in find_modules(task.testbench)} - {task.top_module}
+        names |= {m.name for m in find_modules(task.testbench)}
         names |= set(_TESTBENCH_NAMES)
-    names.add(_HARNESS_PATTERN)
+    names.discard(task.top_module)
     return frozenset(names)
 
 

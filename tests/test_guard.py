@@ -12,6 +12,7 @@ from rewards.types import Task
 BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 
 TESTBENCH = """
+module stimulus_gen(output reg a); initial a = 0; endmodule
 module tb;
   reg a; wire y_ref, y_dut;
   RefModule ref_i(.a(a), .y(y_ref));
@@ -68,9 +69,20 @@ def _rejects(code: str, fragment: str) -> None:
     assert any(fragment in v for v in found), f"expected a violation mentioning {fragment!r}, got {found}"
 
 
-def test_reserved_names_cover_golden_helpers_testbench_and_prefix():
-    assert RESERVED == frozenset({"inv_cell", "tb", "RefModule", "rtlf_*"})
-    assert "TopModule" not in RESERVED
+def test_reserved_names_cover_testbench_and_prefix():
+    assert RESERVED == frozenset({"stimulus_gen", "tb", "RefModule", "rtlf_*"})
+    with_helpers = reserved_names(TASK, include_reference_helpers=True)
+    assert with_helpers == RESERVED | {"inv_cell"}
+    no_bench = Task(id="t/x", prompt="p", top_module="TopModule", reference=TASK.reference)
+    assert reserved_names(no_bench) == frozenset({"rtlf_*"})
+
+
+def test_golden_helper_names_are_free_by_default():
+    code = ("module inv_cell(input a, output y); assign y = ~a; endmodule\n"
+            "module TopModule(input a, output y); inv_cell c(a, y); endmodule")
+    assert _violations(code) == []
+    found = check_candidate(code, reserved_names(TASK, include_reference_helpers=True))
+    assert any("inv_cell uses a name reserved" in v for v in found)
 
 
 def test_clean_design_with_printed_pass_string_passes():
@@ -188,9 +200,8 @@ def test_redefining_the_harness_module_even_escaped():
     _rejects("module rtlf_harness; endmodule\nmodule TopModule(input a); endmodule", "rtlf_harness")
 
 
-def test_redefining_a_golden_helper():
-    _rejects("module inv_cell(input a, output y); assign y = a; endmodule\n"
-             "module TopModule(input a, output y); inv_cell c(a, y); endmodule", "inv_cell")
+def test_redefining_a_testbench_module():
+    _rejects("module stimulus_gen; endmodule\nmodule TopModule(input a); endmodule", "reserved")
 
 
 def test_macro_token_pasting_builds_system_task():
