@@ -55,8 +55,8 @@ _MAX_LOGGED_MISMATCHES = 3
 # --- port roles -------------------------------------------------------------------------------
 
 _CLOCK_NAMES = re.compile(r"^(i_|in_)?(clk|clock|clk_in|clkin|sys_clk|sysclk|aclk|pclk|hclk|wclk|rclk)(_i|_in)?$", re.I)
-_CLOCK_LIKE = re.compile(r"(clk|clock)$", re.I)
-_RESET_NAMES = re.compile(r"^(i_)?(?P<pre>a|s|n|a_|s_)?(rst|reset|areset|arst)(?P<post>_?n|_b|_ni|_l)?(_i)?$", re.I)
+_CLOCK_LIKE = re.compile(r"^(.*_)?(clk|clock)(_?[a-z0-9])?$|(clk|clock)$", re.I)
+_RESET_NAMES = re.compile(r"^(i_)?([a-z]{1,2}_?)?(rst|reset)(_?n|_b|_ni|_l)?(_i)?$", re.I)
 _RESET_LIKE = re.compile(r"(rst|reset|clear|clr)", re.I)
 
 
@@ -101,7 +101,7 @@ def plan_ports(ports: Sequence[Port], meta: dict) -> PortRoles:
             (p for p in one_bit if _CLOCK_LIKE.search(p.name)), None)
     clocks = (clock,) if clock else ()
     if clock:  # further clock-named inputs toggle with the main clock
-        clocks += tuple(p for p in one_bit if p is not clock and _CLOCK_NAMES.match(p.name))
+        clocks += tuple(p for p in one_bit if p is not clock and _CLOCK_LIKE.search(p.name))
     reset = _pick(inputs, meta.get("reset"))
     if meta.get("reset") and reset is None:
         raise InterfaceError(f"meta reset {meta['reset']!r} is not an input of the module "
@@ -235,9 +235,11 @@ def _seq_seed(rng: random.Random, roles: PortRoles, cycles: int, reset_cycles: i
                 on = cycle in reset_at
                 values[i] = roles.reset_active if on else 1 - roles.reset_active
             elif port.width == 1 and _RESET_LIKE.search(port.name):
-                # other resets/clears: asserted now and then, so they do not mask the logic
+                # other resets/clears: asserted with the main reset (multi-domain designs need
+                # every domain reset) and now and then, so they do not mask the logic
                 active = 0 if _active_low(port.name) else 1
-                values[i] = active if rng.random() < 0.05 else 1 - active
+                on = cycle in reset_at or (cycle < reset_cycles) or rng.random() < 0.05
+                values[i] = active if on else 1 - active
         vectors.append(tuple(values))
     return vectors
 
@@ -467,7 +469,7 @@ def run_cosim(task: Task, code: str, *, seeds: Sequence[int], comb_vectors: int,
                               sandbox=sandbox)
     except (GoldenError, InterfaceError) as exc:
         log.warning("golden of %s unusable: %s", task.id, exc)
-        return SimOutcome(Status.INFRA_ERROR, log=str(exc))
+        return SimOutcome(Status.INFRA_ERROR, log=f"golden design of task {task.id!r} unusable: {exc}")
     plan = golden.plan
     names_nonce, secret = new_nonce(), new_nonce()
     harness = harness_source(plan, task.top_module, names_nonce, secret)
