@@ -1,0 +1,198 @@
+"""Throughput of the reward core on a fixed mixed corpus, against the raw-tool floor.
+
+    python scripts/bench_rewards.py [--repeat 2] [--jobs 2] [--ppa]
+
+The corpus: goldens, mutants (operator flips, constant changes), syntax errors and attacks, on small
+combinational and sequential tasks (and a few benchmark test-bench tasks when ../shared/benchmarks is
+present). Prints completions/second, the time split per level, and the floor: the very same tool
+invocations (every sandbox job recorded during the run) replayed bare with ``subprocess.run`` — no
+sandbox, no limits, no Python parsing — so ``overhead = ours / floor`` is visible.
+Figures, not assertions: run it on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rewards import sandbox, score  # noqa: E402
+from rewards.config import load_reward_config  # noqa: E402
+from rewards.types import Task  # noqa: E402
+
+ADDER = """module top_module(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, output cout);
+  assign {cout, sum} = a + b + cin;
+endmodule
+"""
+COUNTER = """module top_module(input clk, input reset, input en, output reg [3:0] q);
+  always @(posedge clk) begin
+    if (reset) q <= 4'd0;
+    else if (en) q <= (q == 4'd9) ? 4'd0 : q + 4'd1;
+  end
+endmodule
+"""
+DETECT = """module top_module(input clk, input reset, input x, output z);
+  reg [1:0] s;
+  always @(posedge clk) begin
+    if (reset) s <= 2'd0;
+    else case (s)
+      2'd0: s <= x ? 2'd1 : 2'd0;
+      2'd1: s <= x ? 2'd1 : 2'd2;
+      2'd2: s <= x ? 2'd3 : 2'd0;
+      default: s <= x ? 2'd1 : 2'd2;
+    endcase
+  end
+  assign z = (s == 2'd3);
+endmodule
+"""
+MUX = """module top_module(input [3:0] d0, input [3:0] d1, input [3:0] d2, input [3:0] d3, input [1:0] sel,
+                  output reg [3:0] y);
+  always @(*) case (sel) 2'd0: y = d0; 2'd1: y = d1; 2'd2: y = d2; default: y = d3; endcase
+endmodule
+"""
+
+ATTACKS = [
+    'module top_module(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, output cout);\n'
+    '  initial begin $display("Mismatches: 0 in 100 samples"); $finish; end\nendmodule\n',
+    'module top_module(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, output cout);\n'
+    '  integer f; initial f = $fopen("trace.txt", "w");\nendmodule\n',
+    '`define S(x) $sys``x\nmodule top_module(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, '
+    'output cout);\n  initial `S(tem)("touch /tmp/pwned");\nendmodule\n',
+]
+
+
+def _variants(reference: str, mutations: list[tuple[str, str]]) -> list[str]:
+    out = [reference]
+    for old, new in mutations:
+        if old in reference:
+            out.append(reference.replace(old, new, 1))
+    out.append(reference.replace("endmodule", "wire oops = ;\nendmodule"))  # syntax error
+    return out
+
+
+def corpus() -> list[tuple[Task, str]]:
+    """The fixed mixed corpus: (task, completion) pairs."""
+    items: list[tuple[Task, str]] = []
+    specs = [
+        ("bench/adder8", ADDER, None, [("a + b + cin", "a + b"), ("a + b", "a - b")]),
+        ("bench/counter", COUNTER, {"clock": "clk", "reset": "reset", "reset_active": 1},
+         [("4'd9", "4'd10"), ("if (reset) q <= 4'd0;\n    else ", "")]),
+        ("bench/detect", DETECT, {"clock": "clk", "reset": "reset", "reset_active": 1},
+         [("2'd3);", "2'd2);"), ("x ? 2'd3 : 2'd0", "x ? 2'd3 : 2'd1")]),
+        ("bench/mux", MUX, None, [("2'd1: y = d1", "2'd1: y = d2")]),
+    ]
+    for task_id, reference, meta, mutations in specs:
+        task = Task(id=task_id, prompt="see reference", top_module="top_module", reference=reference, meta=meta or {})
+        for code in _variants(reference, mutations):
+            items.append((task, f"```verilog\n{code}```"))
+    adder = items[0][0]
+    items += [(adder, attack) for attack in ATTACKS]
+    items += _benchmark_items()
+    return items
+
+
+def _benchmark_items() -> list[tuple[Task, str]]:
+    root = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "verilog-eval-v2" / "dataset_spec-to-rtl"
+    items = []
+    for name in ("Prob004_vector2", "Prob035_count1to10", "Prob050_kmap1"):
+        ref, test = root / f"{name}_ref.sv", root / f"{name}_test.sv"
+        if not ref.exists():
+            continue
+        reference = ref.read_text()
+        task = Task(id=f"bench/{name}", prompt=(root / f"{name}_prompt.txt").read_text(), top_module="TopModule",
+                    reference=reference, testbench=test.read_text())
+        golden = reference.replace("module RefModule", "module TopModule")
+        items.append((task, golden))
+        items.append((task, golden.replace("assign", "assign /*m*/", 1).replace("=", "= ~", 1)))
+    return items
+
+
+class Recorder:
+    """Wraps rewards.sandbox.run_job to keep every job that ran (for the bare replay)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[sandbox.Job] = []
+        self.original = sandbox.run_job
+
+    def __enter__(self) -> Recorder:
+        def recording(job: sandbox.Job, sandbox: bool = True) -> sandbox.JobResult:  # noqa: A002
+            self.jobs.append(job)
+            return self.original(job, sandbox=sandbox)
+
+        sandbox.run_job = recording
+        for module in list(sys.modules.values()):
+            if getattr(module, "__name__", "").startswith("rewards.") and getattr(module, "run_job", None) is self.original:
+                module.run_job = recording
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for module in list(sys.modules.values()):
+            if getattr(module, "__name__", "").startswith("rewards.") and hasattr(module, "run_job"):
+                module.run_job = self.original
+
+
+def replay_bare(jobs: list[sandbox.Job]) -> float:
+    """Seconds to run the same argv on the same files with nothing around them."""
+    start = time.perf_counter()
+    for job in jobs:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in job.files:
+                path = Path(tmp) / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(content)
+            argv = [a.replace("/job/", f"{tmp}/") for a in job.argv]
+            subprocess.run(argv, cwd=tmp, capture_output=True, stdin=subprocess.DEVNULL, check=False)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=2, help="passes over the corpus (best is reported)")
+    parser.add_argument("--jobs", type=int, default=2, help="concurrency for the throughput figure")
+    parser.add_argument("--ppa", action="store_true", help="include Yosys + OpenSTA on passing designs")
+    args = parser.parse_args()
+    config = load_reward_config(None, ppa_enabled=args.ppa)
+    items = corpus()
+    print(f"corpus: {len(items)} completions on {len({t.id for t, _ in items})} tasks; ppa={'on' if args.ppa else 'off'}")
+
+    # warm the per-task golden caches once, so both sides measure per-completion work
+    for task in {t.id: t for t, _ in items}.values():
+        score.score(task, task.reference if not task.testbench else task.reference.replace("RefModule", task.top_module),
+                    config)
+
+    serial, timings = [], {}
+    for _ in range(args.repeat):
+        stage: dict[str, float] = {}
+        with Recorder() as recorder:
+            start = time.perf_counter()
+            statuses = [score.score(task, completion, config, timings=stage).status.value for task, completion in items]
+            serial.append(time.perf_counter() - start)
+        timings = stage
+    floor = min(replay_bare(recorder.jobs) for _ in range(args.repeat))
+    best = min(serial)
+    counts = {s: statuses.count(s) for s in sorted(set(statuses))}
+    print(f"statuses: {counts}")
+    print(f"serial:   {len(items) / best:7.1f} completions/s  ({best * 1000 / len(items):.1f} ms each)")
+    print(f"floor:    {len(items) / floor:7.1f} completions/s  ({floor * 1000 / len(items):.1f} ms each; "
+          f"{len(recorder.jobs)} bare tool calls replayed)")
+    print(f"overhead: {best / floor:.2f}x the raw-tool floor (sandbox on)")
+    total = sum(timings.values()) or 1.0
+    print("time split: " + ", ".join(f"{k} {v * 1000 / len(items):.1f} ms ({100 * v / total:.0f}%)"
+                                     for k, v in timings.items()))
+    rates = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        score.score_batch(items, config, jobs=args.jobs)
+        rates.append(len(items) / (time.perf_counter() - start))
+    print(f"batch:    {max(rates):7.1f} completions/s with --jobs {args.jobs} "
+          f"(median {statistics.median(rates):.1f}; in-batch duplicates evaluated once)")
+
+
+if __name__ == "__main__":
+    main()
