@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from rewards.guard import check_candidate, reserved_names
+from rewards.sandbox import Job, Limits, run_job
+from rewards.tools import IVERILOG
 from rewards.types import Task
 
 BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
@@ -268,3 +270,18 @@ def test_benchmark_goldens_pass_the_guard(pattern):
         if found:
             failures[path.name] = found
     assert failures == {}
+
+
+def test_glued_macro_really_changes_what_icarus_compiles():
+    """The reason for the glue rule, checked on the real tool: Icarus' preprocessor output turns
+    ``$write`M`` into ``$writememh`` and ``$`F`` into ``$finish`` (pyslang sees other tokens)."""
+    code = ("`define M memh\n`define F finish\nmodule TopModule(input a); reg [7:0] m [0:1];\n"
+            "initial begin $write`M(\"out.hex\", m); $`F; end\nendmodule\n")
+    job = Job(argv=(IVERILOG.binary(), "-g2012", "-E", "-o", "pre.v", "c.v"), files=(("c.v", code),),
+              limits=Limits(cpu_s=10, wall_s=30), outputs=("pre.v",), ro_binds=IVERILOG.ro_binds())
+    result = run_job(job)
+    assert result.returncode == 0, result.tail()
+    expanded = result.outputs["pre.v"].decode()
+    assert "$writememh(" in expanded and "$finish;" in expanded
+    found = _violations(code)
+    assert sum("glued" in v for v in found) == 2, found
