@@ -1,10 +1,10 @@
 """PPA versus the human golden: synthesise passing samples and the golden the same way and compare.
 
 Each distinct passing design (after extraction and whitespace normalisation) and each task's golden go
-through the reward core's PPA path (:func:`rewards.ppa.score_ppa`: Yosys mapped to the OSU 0.18 µm
-liberty, OpenSTA delay and power). A design *beats the golden on a metric* when at least one of its
+through the reward core's PPA path (:func:`rewards.ppa.measure`: Yosys mapped to the OSU 0.18 µm
+liberty, OpenSTA delay and power; goldens through its per-task cache). A design *beats the golden on a metric* when at least one of its
 passing samples is strictly better on that metric; ``product`` is area × delay × power (area × delay
-when power is not reported).
+with each factor floored as the reward floors it).
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from evals.run import GradedSample, prepare_completion
 from rewards import ppa
 from rewards.config import RewardConfig
 from rewards.extract import extract_verilog
+from rewards.sandbox import SandboxError
 from rewards.score import default_jobs, limits_for, normalise_code
+from rewards.tools import ToolNotFound, liberty_path
 from rewards.types import Task
 
 log = logging.getLogger(__name__)
 
 METRICS = ("area", "delay", "power", "product")
-_KEYS = {"area": "area", "delay": "delay_ns", "power": "power_mw"}
 _EPS = 1e-9
 
 
@@ -33,22 +34,32 @@ class PPAError(RuntimeError):
     """Synthesis or timing of a design produced no figures."""
 
 
-def measure(task: Task, code: str, config: RewardConfig) -> dict[str, float]:
-    """Area, delay and power of ``code`` (the design whose top is ``task.top_module``).
+def measure(task: Task, code: str, config: RewardConfig, *, golden: bool = False) -> dict[str, float]:
+    """Area, delay (ns), power (mW) and their product for ``code``, synthesised like every design.
+
+    ``golden=True`` measures ``task.reference`` through the reward core's per-task cache. Factors are
+    floored as the reward does (:func:`rewards.ppa.cost`), so wiring-only designs give finite ratios.
 
     Raises:
-        PPAError: the PPA path returned no area or delay (the note says why).
+        PPAError: synthesis or timing failed (the message carries the tool's reason).
     """
-    _level, metrics, note = ppa.score_ppa(
-        task, code, metric="area_delay_power", max_gain=config.ppa_max_gain,
-        synth_limits=limits_for(config, config.synth_cpu_s), sta_limits=limits_for(config, config.sta_cpu_s),
-        sandbox=config.sandbox)
-    figures = {name: metrics.get(key) for name, key in _KEYS.items()}
-    if not figures["area"] or not figures["delay"]:
-        raise PPAError(f"no area/delay for {task.id}: {note or metrics}")
-    power = figures["power"] or 1.0
-    figures["product"] = figures["area"] * figures["delay"] * power
-    return {k: float(v) for k, v in figures.items() if v is not None}
+    liberty = liberty_path()
+    clock = ppa.clock_port_of(task)
+    synth_limits = limits_for(config, config.synth_cpu_s)
+    sta_limits = limits_for(config, config.sta_cpu_s)
+    if golden:
+        figures = ppa.golden_figures(task, clock, liberty=liberty, synth_limits=synth_limits,
+                                     sta_limits=sta_limits, sandbox=config.sandbox)
+    else:
+        figures = ppa.measure(code, task.top_module, clock, liberty=liberty, synth_limits=synth_limits,
+                              sta_limits=sta_limits, sandbox=config.sandbox)
+    if not figures.ok:
+        raise PPAError(f"{'golden' if golden else 'sample'} of {task.id}: {figures.error}")
+    area, delay, power = figures.synth.area, figures.sta.delay_ns, figures.sta.power_mw
+    product = ppa.cost("area_delay_power", area, delay, power)
+    return {"area": ppa.cost("area", area, delay, power), "delay": ppa.cost("delay", area, delay, power),
+            "power": product / ppa.cost("area_delay", area, delay, power), "product": product,
+            "raw_area": area, "raw_delay_ns": delay, "raw_power_mw": power}
 
 
 def _ratios(sample: dict[str, float], golden: dict[str, float]) -> dict[str, float | None]:
@@ -71,10 +82,10 @@ def _distinct_passing(graded: Sequence[GradedSample]) -> dict[str, dict[str, tup
     return out
 
 
-def _safe_measure(task: Task, code: str, config: RewardConfig) -> dict[str, float] | str:
+def _safe_measure(task: Task, code: str, config: RewardConfig, golden: bool) -> dict[str, float] | str:
     try:
-        return measure(task, code, config)
-    except (PPAError, OSError, RuntimeError) as exc:
+        return measure(task, code, config, golden=golden)
+    except (PPAError, ToolNotFound, SandboxError, OSError) as exc:
         return f"{type(exc).__name__}: {exc}"
 
 
@@ -90,7 +101,7 @@ def compare_ppa(graded: Sequence[GradedSample], config: RewardConfig, *, jobs: i
         work.append((task_id, None, task, task.reference))
         work.extend((task_id, key, task, code) for key, (task, code, _) in codes.items())
     with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
-        measured = list(pool.map(lambda w: _safe_measure(w[2], w[3], config), work))
+        measured = list(pool.map(lambda w: _safe_measure(w[2], w[3], config, w[1] is None), work))
     figures = {(w[0], w[1]): m for w, m in zip(work, measured, strict=True)}
     report: dict[str, Any] = {"designs": {}, "errors": {}, "counts": {"compared": 0}}
     for metric in METRICS:

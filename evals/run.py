@@ -182,14 +182,17 @@ def summarize_suite(graded: Sequence[GradedSample], tasks: Sequence[Task], *, ks
 
     Samples whose grading hit an infrastructure error are left out of ``n`` for their problem (a broken
     tool is not a wrong answer) and counted under ``infra_errors``; a problem with fewer than ``k``
-    gradable samples does not enter pass@k.
+    gradable samples does not enter pass@k. Known errata are the exception: their bench cannot run
+    with the golden (the reward core reports that as INFRA_ERROR), so on the all-problems figure
+    each of their samples counts as a failure, as under the official graders.
     """
     per_task: dict[str, list[GradedSample]] = defaultdict(list)
     for g in graded:
         per_task[g.task_id].append(g)
     counts = {}
     for task in tasks:
-        valid = [g for g in per_task[task.id] if g.result.status is not Status.INFRA_ERROR]
+        known_broken = erratum(task.id) is not None
+        valid = [g for g in per_task[task.id] if known_broken or g.result.status is not Status.INFRA_ERROR]
         counts[task.id] = (len(valid), sum(g.result.passed for g in valid))
     errata = sorted(t.id for t in tasks if erratum(t.id))
     clean = {tid: nc for tid, nc in counts.items() if tid not in errata}
@@ -207,7 +210,9 @@ def summarize_suite(graded: Sequence[GradedSample], tasks: Sequence[Task], *, ks
         "problems_solved_excluding_errata": sum(1 for _, c in clean.values() if c > 0),
         "passed_samples": sum(g.result.passed for g in graded),
         "status_counts": dict(Counter(g.result.status.value for g in graded).most_common()),
-        "infra_errors": sum(g.result.status is Status.INFRA_ERROR for g in graded),
+        "infra_errors": sum(g.result.status is Status.INFRA_ERROR and not erratum(g.task_id) for g in graded),
+        "errata_infra_errors": sum(g.result.status is Status.INFRA_ERROR and bool(erratum(g.task_id))
+                                   for g in graded),
         "errata": {tid: erratum(tid) for tid in errata},
         "errata_excluded": exclude_errata,
         "errata_solved": sorted(tid for tid in errata if counts[tid][1] > 0),
