@@ -175,6 +175,41 @@ def _from_raw(text: str, top: str) -> list[str] | None:
     return _with_dependencies(text[tops[-1].start:tops[-1].end], pool)
 
 
+def _drop_unused_modules(code: str, top: str) -> str:
+    """Remove modules the top does not reach (e.g. a test bench written next to the answer).
+
+    Reachability follows every identifier in a module's text, and text outside modules (macro
+    definitions) counts as reached, so nothing the top may need is dropped.
+    """
+    mods = [m for m in find_modules(code) if m.end >= 0]
+    if len(mods) < 2:
+        return code
+    by_name: dict[str, list[_Module]] = {}
+    for mod in mods:
+        by_name.setdefault(mod.name, []).append(mod)
+    outside, pos = [], 0
+    for mod in mods:
+        outside.append(code[pos:mod.start])
+        pos = mod.end
+    outside.append(code[pos:])
+    reached = {top}
+    todo = [code[m.start:m.end] for m in by_name.get(top, [])] + ["".join(outside)]
+    while todo:
+        for name in set(_IDENT.findall(todo.pop())):
+            if name in by_name and name not in reached:
+                reached.add(name)
+                todo.extend(code[m.start:m.end] for m in by_name[name])
+    if len(reached) == len(by_name):
+        return code
+    kept, pos = [], 0
+    for mod in mods:
+        if mod.name not in reached:
+            kept.append(code[pos:mod.start])
+            pos = mod.end
+    kept.append(code[pos:])
+    return re.sub(r"\n{3,}", "\n\n", "".join(kept))
+
+
 def _missing_error(text: str, top: str, think_removed: bool, had_blocks: bool) -> str:
     """Why nothing usable was found, with what the answer must contain."""
     must = f"the answer must define `module {top}` ... `endmodule`"
@@ -204,7 +239,7 @@ def extract_verilog(completion: str, top_module: str) -> Extraction:
         had_blocks = had_blocks or bool(blocks)
         pieces = _from_blocks(blocks, top_module) or _from_raw(region, top_module)
         if pieces:
-            code = "\n\n".join(p.strip("\n") for p in pieces) + "\n"
+            code = _drop_unused_modules("\n\n".join(p.strip("\n") for p in pieces) + "\n", top_module)
             names = tuple(dict.fromkeys(m.name for m in find_modules(code)))
             return Extraction(code=code, modules=names)
     return Extraction(code=None, error=_missing_error(text, top_module, think_removed, had_blocks))

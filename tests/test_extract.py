@@ -63,6 +63,15 @@ def test_last_block_defining_top_wins_and_keeps_needed_helpers():
     assert "module tb" not in got.code
 
 
+def test_testbench_in_the_same_block_is_dropped():
+    helper = "module inv(input a, output y); assign y = ~a; endmodule"
+    top = "module TopModule(input a, output y); inv u(a, y); endmodule"
+    bench = "module tb;\n  reg a; wire y;\n  TopModule dut(a, y);\n  initial begin a = 0; #1 $finish; end\nendmodule"
+    got = extract_verilog(f"```verilog\n`define W 1\n{helper}\n{top}\n\n{bench}\n```", TOP)
+    assert got.modules == ("inv", TOP)
+    assert got.code == f"`define W 1\n{helper}\n{top}\n\n"
+
+
 def test_raw_module_in_prose_without_fences():
     completion = f"Sure. The module below inverts its input.\n{GOOD}\nThis module is combinational."
     got = extract_verilog(completion, TOP)
