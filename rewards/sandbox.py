@@ -32,6 +32,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import resource
 import selectors
 import shlex
@@ -48,6 +49,10 @@ log = logging.getLogger(__name__)
 _UID_BASE = 61000
 _UID_SPAN = 4000
 _uid_counter = itertools.count()
+# What allocators and runtimes print when RLIMIT_AS refuses memory (C++, glibc/strerror, Python, Tcl, bison).
+_OUT_OF_MEMORY = re.compile(
+    r"std::bad_alloc|out of memory|cannot allocate memory|memoryerror|memory exhausted|"
+    r"unable to (re)?alloc|failed to allocate|not enough memory", re.I)
 
 
 class SandboxError(RuntimeError):
@@ -138,7 +143,11 @@ def _bwrap_argv(bwrap: str, job: Job, job_dir: Path) -> list[str]:
     for path in job.ro_binds:
         if not path.startswith("/usr/") and os.path.exists(path):
             argv += ["--ro-bind", path, path]
-    argv += ["--bind", str(job_dir), "/job", "--chdir", "/job", "--"]
+    # The job runs under a shell that is pid 1 of the namespace and waits for it: bwrap's own init
+    # is never waited for by the outer bwrap, so its CPU time (and the tool's) would be lost to
+    # wait4(). The shell is not the last command of its script, so it cannot exec the tool away.
+    argv += ["--bind", str(job_dir), "/job", "--chdir", "/job", "--as-pid-1", "--",
+             "/bin/sh", "-c", '"$@"; exit $?', "rtlforge-init"]
     return argv + list(job.argv)
 
 
@@ -271,7 +280,7 @@ def run_job(job: Job, sandbox: bool = True) -> JobResult:
             cpu_s=cpu_s,
             cpu_limit=cpu_limit or sig == signal.SIGXCPU,
             wall_timeout=wall,
-            memory_limit="std::bad_alloc" in stderr_text or "out of memory" in stderr_text.lower(),
+            memory_limit=rc != 0 and bool(_OUT_OF_MEMORY.search(stderr_text)),
             output_truncated=truncated,
             signal=sig,
         )
