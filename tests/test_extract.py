@@ -121,16 +121,16 @@ def test_crlf_line_endings():
     assert got.code == GOOD + "\n"
 
 
-def test_ten_megabyte_adversarial_inputs_stay_linear():
-    bad_inputs = ["/*" * 5_000_000, '"' * 10_000_000, "module " * 1_400_000, "```\n" * 2_500_000,
-                  "<think>" * 1_400_000, "module  TopModule ( " * 500_000]
+def test_adversarial_inputs_stay_linear():
+    # 2 MB per pattern: a quadratic scan would take hours, a linear one well under a second each.
+    bad_inputs = ["/*" * 1_000_000, '"' * 2_000_000, "module " * 300_000, "```\n" * 500_000,
+                  "<think>" * 300_000, "module  TopModule ( " * 100_000, "x" * 10_000_000]
     for text in bad_inputs:
         start = time.perf_counter()
         got = extract_verilog(text, TOP)
         elapsed = time.perf_counter() - start
         assert got.code is None
-        # Quadratic behaviour on 10 MB would take hours; linear takes a few seconds at most.
-        assert elapsed < 30, (text[:20], elapsed)
+        assert elapsed < 20, (text[:20], elapsed)
 
 
 def test_large_valid_answer_with_long_dependency_chain():
