@@ -7,6 +7,7 @@ by their total width.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from pyslang import Bag, DiagnosticEngine, SourceManager, ast, syntax
@@ -128,6 +129,11 @@ def compare_ports(golden: list[Port], candidate: list[Port]) -> list[str]:
     return problems
 
 
+@functools.lru_cache(maxsize=4096)
+def _golden_ports(reference: str, module: str) -> tuple[Port, ...]:
+    return tuple(parse_ports(reference, module))
+
+
 def check_interface(task: Task, code: str) -> str | None:
     """Compare the candidate's ``task.top_module`` ports with the golden's; ``None`` when they match.
 
@@ -135,7 +141,7 @@ def check_interface(task: Task, code: str) -> str | None:
     A golden whose ports cannot be read raises :class:`InterfaceError` (a broken task, not a
     candidate failure).
     """
-    golden = parse_ports(task.reference, task.top_module)
+    golden = list(_golden_ports(task.reference, task.top_module))
     try:
         candidate = parse_ports(code, task.top_module)
     except InterfaceError as exc:
