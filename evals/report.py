@@ -106,15 +106,17 @@ def plot(summary: dict[str, Any], path: Path) -> Path:
     ratios = [designs[n].get("ratio", {}).get("product") for n in names]
     shown = [(n.split("/", 1)[-1], r) for n, r in zip(names, ratios, strict=True) if r is not None]
     if shown:
-        right.barh(range(len(shown)), [r for _, r in shown],
-                   color=["tab:green" if r < 1 else "tab:red" for _, r in shown])
+        logs = [math.log2(r) for _, r in shown]
+        colors = ["tab:green" if v < -1e-9 else "tab:red" if v > 1e-9 else "tab:gray" for v in logs]
+        right.barh(range(len(shown)), logs, color=colors)
+        right.plot(logs, range(len(shown)), "k|", markersize=8)  # ties stay visible as a tick at 0
         right.set_yticks(range(len(shown)))
         right.set_yticklabels([n for n, _ in shown], fontsize=6)
-        right.axvline(1.0, color="black", linewidth=0.8)
-        right.set_xscale("log")
+        right.axvline(0.0, color="black", linewidth=0.8)
+        right.set_xlabel("log2(sample / golden)")
     else:
         right.text(0.5, 0.5, "no PPA comparison", ha="center", va="center")
-    right.set_title("area×delay×power, sample / golden (<1 beats golden)")
+    right.set_title("area×delay×power vs golden (left of 0 beats the golden)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -10,7 +10,7 @@ from evals.loaders import load_suite
 
 BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 RTLLM_PROBLEMS = ["accu", "adder_8bit", "div_16bit"]  # div_16bit is an erratum
-V2_PROBLEMS = ["Prob001_zero", "Prob004_vector2"]
+V2_PROBLEMS = ["Prob001_zero", "Prob009_popcount3", "Prob014_andgate"]
 
 
 def _read(out: Path):
@@ -57,7 +57,9 @@ def test_golden_samples_graded_with_pass_at_k_and_errata(golden_run):
 def test_golden_samples_tie_the_golden_on_ppa(golden_run):
     _, summary = _read(golden_run)
     ppa = summary["ppa_vs_golden"]
-    assert ppa["counts"]["compared"] == 4  # accu, adder_8bit, Prob001_zero, Prob004_vector2
+    # accu, adder_8bit, popcount3, andgate; Prob001_zero is wiring only (no cells, so maybe no area)
+    assert ppa["counts"]["compared"] >= 4
+    assert ppa["counts"]["compared"] + len(ppa["errors"]) == 5
     for metric in ("area", "delay", "product"):
         assert ppa["counts"][f"beats_{metric}"] == 0
     for design in ppa["designs"].values():
