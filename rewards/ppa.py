@@ -194,6 +194,8 @@ def synthesize(code: str, top: str, *, liberty: str, limits: Limits, sandbox: bo
     if unmapped:
         return SynthResult(ok=False, error=f"yosys left cells with no liberty equivalent ({sorted(set(unmapped))}): "
                            "latches and other unmapped cells have no area; use flip-flops", **times)
+    if area is None and cells == 0:
+        area = 0.0  # stat prints no chip area for a design without cells (pure wiring, constants)
     if area is None:
         return SynthResult(ok=False, error=f"yosys stat report has no chip area for module {top!r}", **times)
     return SynthResult(ok=True, area=area, cells=cells, netlist=netlist, **times)
