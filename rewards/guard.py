@@ -74,6 +74,18 @@ ALLOWED_DIRECTIVES = frozenset([
     "__FILE__", "__LINE__",
 ])
 
+_KNOWN_DIRECTIVES = ALLOWED_DIRECTIVES | frozenset([
+    "include", "line", "pragma", "begin_keywords", "end_keywords", "undefineall", "unconnected_drive",
+    "nounconnected_drive", "uselib", "protect", "endprotect", "protected", "endprotected",
+    "default_decay_time", "default_trireg_strength", "delay_mode_distributed", "delay_mode_path",
+    "delay_mode_unit", "delay_mode_zero", "accelerate", "noaccelerate", "expand_vectornets",
+    "noexpand_vectornets", "remove_gatenames", "noremove_gatenames", "remove_netnames",
+    "noremove_netnames", "suppress_faults", "nosuppress_faults", "enable_portfaults",
+    "disable_portfaults", "verilog", "verilator_config", "systemc_header", "systemc_imp_header",
+    "systemc_interface", "systemc_implementation", "systemc_ctor", "systemc_dtor",
+    "systemc_header_post", "systemc_interface_floor", "systemc_class_name",
+])
+
 _TOOL_MACROS = frozenset([
     "VERILATOR", "verilator", "verilator3", "coverage", "systemc_clock", "SYSTEMVERILOG",
     "__ICARUS__", "IVERILOG", "SYNTHESIS", "YOSYS", "FORMAL", "SIMULATION", "COCOTB_SIM",
@@ -95,7 +107,7 @@ _FALLBACK_KEYWORDS = frozenset([
 _SOURCE_TOKEN = re.compile(
     r"(?P<lc>//[^\n]*)"
     r"|(?P<bc>/\*(?:[^*]|\*(?!/))*(?:\*/)?)"
-    r'|(?P<str>"(?:[^"\\\n]|\\[\s\S])*"?)'
+    r'|(?P<str>"(?:[^"\\\n]|\\[^\n])*"?)'
     r"|(?P<esc>\\[^\s]+)"
     r"|(?P<dir>`[A-Za-z_][A-Za-z0-9_$]*)"
     r"|(?P<tick>`)"
@@ -177,7 +189,8 @@ def _scan_directive(code: str, match: re.Match, scan: _SourceScan, uses: list) -
         if head.group("paren"):
             scan.add(f"line {line}: macro `{macro} takes arguments; function-like macros are not "
                      "allowed (use a function or a parameter)", blocks_parse=True)
-        if macro in _TOOL_MACROS or macro.startswith(HARNESS_PREFIX) or macro in ALLOWED_DIRECTIVES:
+        if (macro in _TOOL_MACROS or macro in _KNOWN_DIRECTIVES or macro.startswith(HARNESS_PREFIX)
+                or macro.startswith("systemc_")):
             scan.add(f"line {line}: `define {macro} redefines a tool or harness macro", blocks_parse=True)
         scan.defined.add(macro)
     elif name in ("ifdef", "ifndef", "elsif", "undef"):
@@ -221,11 +234,7 @@ def scan_source(code: str) -> _SourceScan:
 def _check_macro_uses(uses: list[tuple[str, str, int]], scan: _SourceScan) -> None:
     for kind, name, line in uses:
         if kind == "use" and name not in scan.defined:
-            blocks = name in ("include", "systemc_header", "systemc_imp_header", "systemc_interface",
-                              "systemc_implementation", "systemc_ctor", "systemc_dtor", "verilog",
-                              "verilator_config", "line", "pragma", "begin_keywords", "end_keywords",
-                              "undefineall", "unconnected_drive", "nounconnected_drive")
-            what = "directive" if blocks else "macro (not defined in the answer)"
+            what = "directive" if name in _KNOWN_DIRECTIVES else "macro (not defined in the answer)"
             scan.add(f"line {line}: `{name} {what} is not allowed", blocks_parse=True)
         elif kind in ("ifdef", "ifndef", "elsif") and name not in scan.defined:
             scan.add(f"line {line}: `{kind} {name or '?'} tests a macro the answer does not define; "

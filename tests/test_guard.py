@@ -285,3 +285,12 @@ def test_glued_macro_really_changes_what_icarus_compiles():
     assert "$writememh(" in expanded and "$finish;" in expanded
     found = _violations(code)
     assert sum("glued" in v for v in found) == 2, found
+
+
+def test_defining_a_macro_named_like_a_directive():
+    _rejects("`define include x\nmodule TopModule(input a); endmodule", "`define include")
+
+
+def test_string_continued_over_a_newline_is_scanned_as_code():
+    # Tools disagree on backslash-newline inside strings; the guard reads the rest as code.
+    _rejects('module TopModule(input a);\ninitial $display("x\\\n $finish");\nendmodule', "$finish")
