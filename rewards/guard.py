@@ -116,6 +116,8 @@ _SOURCE_TOKEN = re.compile(
     r"|(?P<ident>[A-Za-z_][A-Za-z0-9_$]*)"
     r"|(?P<dot>\.)"
     r"|(?P<attr>\(\*(?![ \t\r\n]*\)))"
+    r"|(?P<close>[\])])"
+    r"|(?P<other>[^\s])"
 )
 _DEFINE_NAME = re.compile(r"[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_$]*)(?P<paren>\()?")
 _GLUE = re.compile(r"[A-Za-z0-9_$`]")
@@ -204,8 +206,13 @@ def scan_source(code: str) -> _SourceScan:
     """Source-level checks on the text before preprocessing (see the module docstring)."""
     scan = _SourceScan()
     uses: list[tuple[str, str, int]] = []
+    previous = ""
     for match in _SOURCE_TOKEN.finditer(code):
         kind = match.lastgroup
+        if kind == "dot" and previous in ("ident", "esc", "close"):
+            scan.dotted.append(match.start())
+        if kind not in ("lc", "bc"):
+            previous = kind
         if kind in ("lc", "bc"):
             pragma = _PRAGMA_COMMENT.search(match.group())
             if pragma:
@@ -224,9 +231,6 @@ def scan_source(code: str) -> _SourceScan:
                      "tools interpret them differently")
         elif kind == "ident":
             scan.idents.append((match.group(), match.start()))
-        elif kind == "dot" and match.start() > 0 and re.match(r"[A-Za-z0-9_$\]\)]", code[match.start() - 1]) \
-                and not code[match.start() - 1].isdigit():
-            scan.dotted.append(match.start())
     _check_macro_uses(uses, scan)
     return scan
 

@@ -294,3 +294,9 @@ def test_defining_a_macro_named_like_a_directive():
 def test_string_continued_over_a_newline_is_scanned_as_code():
     # Tools disagree on backslash-newline inside strings; the guard reads the rest as code.
     _rejects('module TopModule(input a);\ninitial $display("x\\\n $finish");\nendmodule', "$finish")
+
+
+def test_unparseable_code_with_spaced_dotted_name():
+    _rejects("module TopModule(input a, output y); assign y = tb . ref_i /* x */ . y + ; endmodule", "dotted")
+    assert _violations("module TopModule(input a, output y); sub s(.a(a), .y(y)); assign y = 1.5 + ; "
+                       "endmodule") == []
