@@ -294,14 +294,19 @@ def _tokens(node) -> Iterable[Token]:
             stack.extend(reversed(list(_children(item))))
 
 
-def _nodes(node) -> Iterable:
-    stack = [node]
+def _flatten(root) -> tuple[list[tuple[object, str]], list[Token]]:
+    """All nodes (with their kind names) and all tokens under ``root``, in one walk."""
+    nodes: list[tuple[object, str]] = []
+    tokens: list[Token] = []
+    stack = [root]
     while stack:
         item = stack.pop()
         if isinstance(item, Token):
+            tokens.append(item)
             continue
-        yield item
-        stack.extend(_children(item))
+        nodes.append((item, item.kind.name))
+        stack.extend(reversed([c for c in item if c is not None]))
+    return nodes, tokens
 
 
 def _first_identifier(node) -> str | None:
@@ -311,12 +316,11 @@ def _first_identifier(node) -> str | None:
     return None
 
 
-def _declared_names(module) -> tuple[set[str], set[str]]:
+def _declared_names(nodes: list[tuple[object, str]]) -> tuple[set[str], set[str]]:
     """(scope names, data names) declared inside one module: instances, blocks and subroutines;
     signals, variables and genvars."""
     scopes, data = set(), set()
-    for node in _nodes(module):
-        kind = node.kind.name
+    for node, kind in nodes:
         if kind in _SCOPES:
             scopes.add(_first_identifier(node))
         elif kind == "FunctionPrototype":
@@ -330,9 +334,8 @@ def _declared_names(module) -> tuple[set[str], set[str]]:
     return scopes, data
 
 
-def _subroutine_names(members: list) -> set[str]:
-    return {n for member in members for node in _nodes(member) if node.kind.name == "FunctionPrototype"
-            for n in [_first_identifier(node.name)] if n}
+def _subroutine_names(nodes: list[tuple[object, str]]) -> set[str]:
+    return {n for node, kind in nodes if kind == "FunctionPrototype" for n in [_first_identifier(node.name)] if n}
 
 
 def _module_name(module) -> str:
@@ -364,9 +367,10 @@ def _check_scoped_name(node, context: _ModuleContext, out: list[str]) -> None:
 class _ModuleContext:
     """What the checks of one module need: its name, local names, and the compilation's errors."""
 
-    def __init__(self, module, error_offsets: Callable[[], list[int]]) -> None:
+    def __init__(self, module, nodes: list[tuple[object, str]], error_offsets: Callable[[], list[int]]) -> None:
         self.name = _module_name(module)
-        self.scopes, self.data = _declared_names(module)
+        self.nodes = nodes
+        self.scopes, self.data = _declared_names(nodes)
         self._error_offsets = error_offsets
 
     def has_error_in(self, node) -> bool:
@@ -374,12 +378,11 @@ class _ModuleContext:
         return any(rng.start.offset <= off <= rng.end.offset for off in self._error_offsets())
 
 
-def _check_module(module, context: _ModuleContext, defined_modules: set[str], subroutines: set[str],
+def _check_module(context: _ModuleContext, defined_modules: set[str], subroutines: set[str],
                   out: list[str]) -> None:
     name = context.name
-    for node in _nodes(module):
-        kind = node.kind.name
-        if node is not module and kind == "ModuleDeclaration":
+    for index, (node, kind) in enumerate(context.nodes):
+        if index and kind == "ModuleDeclaration":
             out.append(f"module {_module_name(node)} is nested inside module {name}; declare modules "
                        "at the top level")
         elif kind == "HierarchyInstantiation":
@@ -402,27 +405,29 @@ def _check_tree(tree, compilation, reserved: frozenset[str]) -> list[str]:
     """Structure checks on pyslang's (preprocessed) syntax tree."""
     out: list[str] = []
     root = tree.root
-    for node in _nodes(root):
-        what = _FORBIDDEN_KINDS.get(node.kind.name)
-        if what:
-            line = tree.sourceManager.getLineNumber(node.getFirstToken().location)
-            out.append(f"line {line}: {what} is not allowed")
-    for token in _tokens(root):
-        if token.kind == TokenKind.SystemIdentifier and token.valueText not in ALLOWED_SYSTEM_NAMES:
-            out.append(_system_message(token.valueText))
-        elif token.kind in (TokenKind.RootSystemName, TokenKind.UnitSystemName):
-            out.append(f"{token.valueText} references are not allowed")
     members = list(_children(root.members)) if root.kind.name == "CompilationUnit" else [root]
-    modules = [m for m in members if m.kind.name == "ModuleDeclaration"]
+    walked = [_flatten(member) for member in members]
+    for nodes, tokens in walked:
+        for node, kind in nodes:
+            what = _FORBIDDEN_KINDS.get(kind)
+            if what:
+                line = tree.sourceManager.getLineNumber(node.getFirstToken().location)
+                out.append(f"line {line}: {what} is not allowed")
+        for token in tokens:
+            if token.kind == TokenKind.SystemIdentifier and token.valueText not in ALLOWED_SYSTEM_NAMES:
+                out.append(_system_message(token.valueText))
+            elif token.kind in (TokenKind.RootSystemName, TokenKind.UnitSystemName):
+                out.append(f"{token.valueText} references are not allowed")
     for member in members:
         if member.kind.name not in _TOP_LEVEL_OK and member.kind.name not in _FORBIDDEN_KINDS:
             out.append(f"{member.kind.name} at the top level is not allowed; only modules, typedefs "
                        "and parameters")
-    defined = {_module_name(m) for m in modules}
-    for name in defined:
+    modules = [(m, nodes) for m, (nodes, _) in zip(members, walked, strict=True) if m.kind.name == "ModuleDeclaration"]
+    defined = {_module_name(m) for m, _ in modules}
+    for name in sorted(defined):
         if _is_reserved(name, reserved):
             out.append(f"module {name} uses a name reserved by the harness; rename it")
-    subroutines = _subroutine_names(members)
+    subroutines = _subroutine_names([pair for nodes, _ in walked for pair in nodes])
     errors: list[int] = []
 
     def error_offsets() -> list[int]:
@@ -431,8 +436,8 @@ def _check_tree(tree, compilation, reserved: frozenset[str]) -> list[str]:
             errors.append(-1)
         return errors
 
-    for module in modules:
-        _check_module(module, _ModuleContext(module, error_offsets), defined, subroutines, out)
+    for module, nodes in modules:
+        _check_module(_ModuleContext(module, nodes, error_offsets), defined, subroutines, out)
     return out
 
 
