@@ -64,17 +64,20 @@ def _port_of(symbol) -> Port:
         raise InterfaceError(
             f"port {symbol.name!r} has a type pyslang cannot resolve: fix its declaration or the "
             "parameters its width uses")
+    if not ty.isIntegral:
+        raise InterfaceError(
+            f"port {symbol.name!r} has type {ty} (not a packed bit vector): unpacked arrays, reals and "
+            "strings cannot be driven bit by bit. Declare it as a packed vector")
     direction = _DIRECTIONS.get(symbol.direction, str(symbol.direction))
-    width = int(ty.bitWidth) if ty.isIntegral or ty.isFixedSize else 0
+    width = int(ty.bitWidth)
     msb, lsb = width - 1, 0
-    if ty.isIntegral and ty.hasFixedRange:
+    if ty.hasFixedRange:
         rng = ty.fixedRange
         msb, lsb = int(rng.left), int(rng.right)
-        if ty.isPackedArray and abs(msb - lsb) + 1 != width:
-            # Multi-dimensional packed port: report it flattened, [width-1:0].
+        if abs(msb - lsb) + 1 != width:
+            # Multi-dimensional packed port or struct: report it flattened, [width-1:0].
             msb, lsb = width - 1, 0
-    return Port(name=symbol.name, direction=direction, width=width, msb=msb, lsb=lsb,
-                signed=bool(ty.isIntegral and ty.isSigned))
+    return Port(name=symbol.name, direction=direction, width=width, msb=msb, lsb=lsb, signed=bool(ty.isSigned))
 
 
 def parse_ports(code: str, module: str) -> list[Port]:
@@ -91,6 +94,9 @@ def parse_ports(code: str, module: str) -> list[Port]:
     instance = next((i for i in compilation.getRoot().topInstances if i.name == module), None)
     if instance is None:
         defined = sorted(d.name for d in compilation.getDefinitions() if d.name)
+        if module in defined:
+            raise InterfaceError(f"module {module!r} cannot be elaborated on its own: give every "
+                                 "parameter a default value")
         raise InterfaceError(f"module {module!r} not found (modules defined: {defined or 'none'}). "
                              f"Define `module {module}`.")
     ports = []

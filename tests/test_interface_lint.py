@@ -76,6 +76,26 @@ def test_parse_ports_picks_the_named_module_among_several():
     assert [p.name for p in parse_ports(code, "helper")] == ["x", "y"]
 
 
+def test_parse_ports_struct_enum_and_int_types():
+    code = ("typedef struct packed { logic [3:0] hi; logic lo; } pair_t;\n"
+            "module TopModule(input pair_t p, input int i, output byte b, input [3:-4] fx); endmodule")
+    assert parse_ports(code, "TopModule") == [
+        Port("p", "input", 5, 4, 0, False), Port("i", "input", 32, 31, 0, True),
+        Port("b", "output", 8, 7, 0, True), Port("fx", "input", 8, 3, -4, False)]
+
+
+def test_parse_ports_rejects_unpacked_and_real_ports():
+    with pytest.raises(InterfaceError, match="'m' has type .*not a packed bit vector"):
+        parse_ports("module TopModule(input [7:0] m [0:3]); endmodule", "TopModule")
+    with pytest.raises(InterfaceError, match="'r' has type real"):
+        parse_ports("module TopModule(output real r); endmodule", "TopModule")
+
+
+def test_parse_ports_parameter_without_default():
+    with pytest.raises(InterfaceError, match="give every parameter a default"):
+        parse_ports("module TopModule #(parameter int W) (input [W-1:0] a); endmodule", "TopModule")
+
+
 def test_parse_ports_missing_module_raises():
     with pytest.raises(InterfaceError, match="'TopModule' not found.*helper"):
         parse_ports("module helper(input x); endmodule", "TopModule")
