@@ -7,7 +7,8 @@ What is isolated (each property has an adversarial test in ``tests/test_sandbox.
 
 * **Network**: a fresh network namespace (``bwrap --unshare-all``) with only a down loopback.
 * **Filesystem**: ``/usr`` (and the few extra tool prefixes a Job names) read-only; ``/etc`` is
-  absent except ``ld.so.cache``; ``/home``, ``/root``, ``/work``, other jobs' dirs are not mounted.
+  absent except ``ld.so.cache`` and ``alternatives`` (links into ``/usr``, e.g. ``cc``); ``/home``,
+  ``/root``, ``/work``, other jobs' dirs are not mounted.
   The only writable places are the private job directory (``/job``) and a size-capped ``/tmp`` tmpfs.
 * **Privileges**: as root, the tool runs under an unprivileged uid/gid (so rlimits, notably the
   process count, hold), inside a new user/pid/ipc/uts/cgroup namespace with ``--cap-drop ALL``
@@ -126,6 +127,13 @@ def bwrap_binary() -> str | None:
 def _job_root() -> Path:
     root = Path(os.environ.get("RTLFORGE_JOB_DIR", tempfile.gettempdir())) / "rtlforge-jobs"
     root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    if os.geteuid() == 0:  # bwrap then runs as an unprivileged uid that must reach the job dirs
+        for parent in [root, *root.parents]:
+            if not os.stat(parent).st_mode & 0o001:
+                raise SandboxError(
+                    f"job root {root} is not reachable by the sandbox's unprivileged uid ({parent} has mode "
+                    f"{oct(os.stat(parent).st_mode & 0o777)}): set $RTLFORGE_JOB_DIR to a directory whose "
+                    "parents are all searchable by others (o+x), e.g. /tmp")
     return root
 
 
@@ -140,6 +148,8 @@ def _bwrap_argv(bwrap: str, job: Job, job_dir: Path) -> list[str]:
     ]
     if os.path.exists("/etc/ld.so.cache"):
         argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    if os.path.isdir("/etc/alternatives"):  # only links into /usr; /usr/bin/cc and c++ point through it
+        argv += ["--ro-bind", "/etc/alternatives", "/etc/alternatives"]
     for path in job.ro_binds:
         if not path.startswith("/usr/") and os.path.exists(path):
             argv += ["--ro-bind", path, path]
@@ -209,9 +219,16 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 def _read_outputs(job_dir: Path, names: tuple[str, ...], cap: int) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
+    root = os.path.realpath(job_dir)
     for name in names:
-        try:  # O_NOFOLLOW: a link planted by the tool must not make us read a host file
-            fd = os.open(job_dir / name, os.O_RDONLY | os.O_NOFOLLOW)
+        path = job_dir / name
+        # A link planted by the tool (as the file or as a directory on its path) must not make us
+        # read a host file, and a planted FIFO must not block us: O_NOFOLLOW | O_NONBLOCK, and the
+        # resolved path must stay inside the job dir.
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             continue
         with os.fdopen(fd, "rb") as handle:
