@@ -270,6 +270,10 @@ class GoldenTrace:
     defined_fraction: float
 
 
+class GoldenError(RuntimeError):
+    """The golden design itself cannot be simulated: the task (or the toolchain) is broken."""
+
+
 class TraceError(ValueError):
     """A trace file is missing, forged, truncated or malformed."""
 
@@ -403,12 +407,12 @@ def _run_golden(task: Task, settings: dict, limits: Limits, sandbox: bool) -> Go
     except TraceError as exc:
         raise GoldenError(f"golden simulation failed ({where}): {exc}; {run.result.tail(400)}. "
                           "Fix the task's reference or raise sim_cpu_s.") from exc
-    return GoldenTrace(plan=plan, rows=tuple(rows), stim_text=stim_text, cpu_s=max(run.result.cpu_s, run.result.wall_s),
-                       defined_fraction=_defined_fraction(rows))
-
-
-class GoldenError(RuntimeError):
-    """The golden design itself cannot be simulated: the task (or the toolchain) is broken."""
+    defined = _defined_fraction(rows)
+    if defined == 0.0:
+        raise GoldenError(f"golden design defines no output bit under this stimulus ({where}): every "
+                          "candidate would pass. Fix the task's reference, or its meta clock/reset.")
+    return GoldenTrace(plan=plan, rows=tuple(rows), stim_text=stim_text,
+                       cpu_s=max(run.result.cpu_s, run.result.wall_s), defined_fraction=defined)
 
 
 def golden_trace(task: Task, *, seeds: Sequence[int], comb_vectors: int, seq_cycles: int,
@@ -423,7 +427,8 @@ def golden_trace(task: Task, *, seeds: Sequence[int], comb_vectors: int, seq_cyc
                 "seq_cycles": int(seq_cycles), "reset_cycles": int(reset_cycles),
                 "midrun_resets": int(midrun_resets)}
     key = _cache_key(task, settings)
-    return GOLDEN_CACHE.get_or_compute(key, lambda: _run_golden(task, settings, limits, sandbox))
+    return GOLDEN_CACHE.get_or_compute(key, lambda: _run_golden(task, settings, limits, sandbox),
+                                       remember=(GoldenError, InterfaceError))
 
 
 def _mismatch_line(golden: GoldenTrace, index: int, got: tuple[str, ...]) -> str:

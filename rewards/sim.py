@@ -153,29 +153,54 @@ def compile_log(result: JobResult, limit: int = 800) -> str:
 
 
 class LruCache:
-    """A small thread-safe LRU map used for golden traces (keyed by content hashes)."""
+    """A small thread-safe LRU map for golden results (keyed by content hashes).
+
+    Concurrent requests for the same missing key compute it once (the others wait), which matters
+    when a GRPO batch brings many completions of one task at the same time. Exceptions listed in
+    ``remember`` are cached like values and re-raised, so a broken golden is not re-simulated for
+    every candidate.
+    """
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
-        self._data: OrderedDict[str, Any] = OrderedDict()
+        self._data: OrderedDict[str, tuple[bool, Any]] = OrderedDict()
         self._lock = Lock()
+        self._key_locks: dict[str, Lock] = {}
         self.hits = 0
         self.misses = 0
 
-    def get_or_compute(self, key: str, compute: Callable[[], Any]) -> Any:
-        """The cached value for ``key``; computes (outside the lock) and stores it on a miss."""
+    def _lookup(self, key: str) -> tuple[bool, Any] | None:
         with self._lock:
             if key in self._data:
                 self._data.move_to_end(key)
                 self.hits += 1
                 return self._data[key]
-            self.misses += 1
-        value = compute()
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
+            return None
+
+    def get_or_compute(self, key: str, compute: Callable[[], Any],
+                       remember: tuple[type[BaseException], ...] = ()) -> Any:
+        """The cached value for ``key``; computes and stores it on a miss (once per key at a time)."""
+        entry = self._lookup(key)
+        if entry is None:
+            with self._lock:
+                key_lock = self._key_locks.setdefault(key, Lock())
+            with key_lock:
+                entry = self._lookup(key)
+                if entry is None:
+                    with self._lock:
+                        self.misses += 1
+                    try:
+                        entry = (True, compute())
+                    except remember as exc:
+                        entry = (False, exc)
+                    with self._lock:
+                        self._data[key] = entry
+                        while len(self._data) > self.size:
+                            self._data.popitem(last=False)
+                        self._key_locks.pop(key, None)
+        ok, value = entry
+        if not ok:
+            raise value
         return value
 
     def clear(self) -> None:

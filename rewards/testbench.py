@@ -350,7 +350,7 @@ def golden_bench(task: Task, *, limits: Limits, sandbox: bool) -> GoldenBench:
         return GoldenBench(report=report, wall_s=max(run.result.wall_s, run.result.cpu_s),
                            samples=counts[1] if counts else None)
 
-    return GOLDEN_CACHE.get_or_compute(_golden_key(task), compute)
+    return GOLDEN_CACHE.get_or_compute(_golden_key(task), compute, remember=(GoldenError,))
 
 
 def _verdict_lines(lines: Sequence[str]) -> list[str]:

@@ -234,6 +234,25 @@ def test_golden_that_hangs_is_an_infra_error():
     assert outcome.status is Status.INFRA_ERROR and "golden simulation failed" in outcome.log
 
 
+def test_golden_defining_nothing_is_an_infra_error():
+    task = Task(id="fixture/allx", prompt="p", top_module="TopModule",
+                reference="module TopModule(input a, output y);\n  assign y = 1'bx;\nendmodule\n")
+    outcome = cosim_run(task, "module TopModule(input a, output y); assign y = a; endmodule")
+    assert outcome.status is Status.INFRA_ERROR and "defines no output bit" in outcome.log
+
+
+def test_concurrent_candidates_of_one_task_simulate_the_golden_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    task = fixture_task("counter10")
+    task = Task.from_dict({**task.to_dict(), "id": "fixture/concurrent", "reference": task.reference + "\n"})
+    misses = GOLDEN_CACHE.misses
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(lambda _: cosim_run(task, task.reference), range(4)))
+    assert all(o.status is Status.OK for o in outcomes)
+    assert GOLDEN_CACHE.misses == misses + 1
+
+
 def test_golden_trace_is_cached_per_task_and_settings():
     task = fixture_task("bitwise")
     cosim_run(task, task.reference)
