@@ -224,9 +224,37 @@ def _missing_error(text: str, top: str, think_removed: bool, had_blocks: bool) -
     return f"no module named {top} found{where}{fences}; {must}"
 
 
-def extract_verilog(completion: str, top_module: str) -> Extraction:
+def _leading_body(text: str) -> str | None:
+    """``text`` up to its first ``endmodule`` that no ``module`` opened, else ``None``."""
+    depth = 0
+    for match in _TOKEN.finditer(text):
+        kw = match.group("kw")
+        if kw is None:
+            continue
+        if kw != "endmodule":
+            depth += 1 if match.group("name") else 0
+        elif depth:
+            depth -= 1
+        else:
+            return text[:match.end()]
+    return None
+
+
+def _with_header(region: str, header: str, top: str) -> str | None:
+    """A module body completed after a given header (code-completion prompts), as full source."""
+    if not re.search(rf"\bmodule\s+{re.escape(top)}\b", header):
+        return None
+    for body in [_leading_body(b) for b in reversed(_fenced_blocks(region))] + [_leading_body(region)]:
+        if body and body.strip() != "endmodule":
+            return header.rstrip() + "\n" + body.strip("\n") + "\n"
+    return None
+
+
+def extract_verilog(completion: str, top_module: str, *, header: str | None = None) -> Extraction:
     """Extract the Verilog answer defining ``top_module`` from ``completion``.
 
+    ``header`` (the task's module header, for code-completion prompts) is put in front of a module
+    body that ends in ``endmodule`` without its own ``module`` line, when no full module is found.
     Returns an :class:`Extraction` whose ``code`` holds the chosen source (``None`` on failure, with
     ``error`` saying what was missing) and ``modules`` the names of the modules that code defines.
     """
@@ -242,4 +270,8 @@ def extract_verilog(completion: str, top_module: str) -> Extraction:
             code = _drop_unused_modules("\n\n".join(p.strip("\n") for p in pieces) + "\n", top_module)
             names = tuple(dict.fromkeys(m.name for m in find_modules(code)))
             return Extraction(code=code, modules=names)
+    for region in regions if header else ():
+        code = _with_header(region, header, top_module)
+        if code:
+            return Extraction(code=code, modules=tuple(dict.fromkeys(m.name for m in find_modules(code))))
     return Extraction(code=None, error=_missing_error(text, top_module, think_removed, had_blocks))

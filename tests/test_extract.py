@@ -139,3 +139,22 @@ def test_large_valid_answer_with_long_dependency_chain():
     completion = f"```verilog\nmodule TopModule(input a, output y); m0 u(a, y); endmodule\n```\n```\n{chain}```"
     got = extract_verilog(completion, TOP)
     assert got.modules[0] == TOP and len(got.modules) == 20_001
+
+
+def test_body_completion_gets_the_task_header():
+    header = "module TopModule(input a, input b, output out);"
+    got = extract_verilog("  assign out = a & b;\nendmodule\n\nThis ANDs the inputs.", TOP, header=header)
+    assert got.code == header + "\n  assign out = a & b;\nendmodule\n" and got.modules == (TOP,)
+    fenced = extract_verilog("```verilog\n  assign out = a & b;\nendmodule\n```", TOP, header=header)
+    assert fenced.code == got.code
+
+
+def test_full_module_wins_over_header_completion():
+    header = "module TopModule(input a, input b, output out);"
+    full = "module TopModule(input a, input b, output out); assign out = a | b; endmodule"
+    assert extract_verilog(f"```verilog\n{full}\n```", TOP, header=header).code == full + "\n"
+
+
+def test_body_without_endmodule_is_not_completed():
+    got = extract_verilog("  assign out = a & b;\n", TOP, header="module TopModule(input a, b, output out);")
+    assert got.code is None
