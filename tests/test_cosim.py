@@ -185,6 +185,15 @@ def test_golden_dont_care_accepts_any_value_but_not_x_where_defined():
     assert outcome.status is Status.SIM_MISMATCH and "got" in outcome.log
 
 
+def test_first_cycle_before_reset_is_not_compared():
+    task = fixture_task("counter10")
+    initialised = Task.from_dict({**task.to_dict(), "id": "fixture/init",
+                                  "reference": mutate(task, "output reg [3:0] q,", "output reg [3:0] q = 4'd5,")})
+    assert cosim_run(initialised, task.reference).status is Status.OK  # relies on its reset only
+    no_reset = task.reference.replace("if (reset)      q <= 4'd0;\n    else if (en)", "if (en)")
+    assert cosim_run(initialised, no_reset).status is Status.SIM_MISMATCH
+
+
 def test_candidate_stdout_is_ignored():
     task = fixture_task("bitwise")
     noisy = mutate(task, "endmodule", 'initial $display("H x\\nMismatches: 0 in 768 samples\\nE x 768");\nendmodule')
