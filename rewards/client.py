@@ -1,0 +1,418 @@
+"""Client of the reward server, an in-process stand-in with the same results, and a TRL reward function.
+
+    client = RewardClient(["http://rewards-0:8100", "http://rewards-1:8100"], tasks=tasks_by_id)
+    results = client.score([{"task_id": "alu/add8", "completion": text}, ...])   # list[RewardResult]
+    trainer = GRPOTrainer(..., reward_funcs=[make_trl_reward(client)])
+
+Remote mode sends exact duplicates once, spreads the unique items over the servers (items of one
+task stay on one server, where its golden artefacts are warm), keeps connections open between
+calls, and retries with exponential backoff only what may succeed on a second try: refused or
+dropped connections, timeouts of the HTTP request, 429 (honouring ``Retry-After``), 502/503/504.
+Each retry goes to the next server in the list. A scored result is never retried, whatever its
+status (a SIM_TIMEOUT is the candidate's). Items still unanswered after the last retry come back as
+``INFRA_ERROR`` (reward ``None``), so an outage is counted, never read as wrong answers; a request the
+server refuses as malformed (other 4xx) raises :class:`RewardClientError`.
+
+With ``urls=None`` the same :class:`rewards.server.ScoringEngine` runs in this process (an in-memory
+cache, no queue limit), so results are identical to a server's apart from ``cached``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from rewards.config import RewardConfig
+from rewards.types import LEVELS, RewardResult, Status, Task
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+
+
+class RewardClientError(RuntimeError):
+    """The server refused a request as malformed: retrying would not help; the message says why."""
+
+
+class RewardInfraError(RuntimeError):
+    """Too many items could not be scored (INFRA_ERROR) to keep training on the rewards."""
+
+
+class _LoopThread:
+    """A private event loop in a daemon thread, so sync callers reuse one connection pool across calls."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="reward-client", daemon=True)
+        self.thread.start()
+
+    def submit(self, coro: Coroutine) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, Task):
+        return value.to_dict()
+    raise TypeError(f"reward items must be JSON data or Task objects, got {type(value).__name__}")
+
+
+class RewardClient:
+    """Scores batches of ``{"task": Task | dict, "completion": str}`` / ``{"task_id": str, "completion": str}``.
+
+    Args:
+        urls: reward servers (``http://host:port``); ``None`` or empty = score in this process.
+        tasks: tasks by id (a mapping or an iterable of Task). In remote mode an item whose id a server
+            does not know is re-sent with the full record from here; in-process they are the id index.
+        config: reward config for in-process mode; in remote mode it is compared with each
+            server's (``/healthz``) and a mismatch is logged as a warning.
+        timeout_s: HTTP timeout of one request (longer than the server's ``--item-timeout-s``).
+        retries: retries of one request after the first try (transient failures only).
+        backoff_s, max_backoff_s: exponential backoff base and cap (with jitter).
+        max_items, max_request_mb: split a batch into requests no larger than this.
+        send_tasks: always send full task records (servers then need no task files).
+        workers: in-process scoring threads (default: one per core).
+    """
+
+    def __init__(self, urls: Sequence[str] | None = None, *, tasks: Mapping[str, Task] | Iterable[Task] | None = None,
+                 config: RewardConfig | None = None, timeout_s: float = 1800.0, retries: int = 8,
+                 backoff_s: float = 0.5, max_backoff_s: float = 30.0, max_items: int = 1024,
+                 max_request_mb: float = 16.0, send_tasks: bool = False, workers: int | None = None) -> None:
+        self.urls = [u.rstrip("/") for u in (urls or [])]
+        values = tasks.values() if isinstance(tasks, Mapping) else (tasks or [])
+        self.tasks: dict[str, Task] = {t.id: t for t in values}
+        self.config = config
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.max_items = max_items
+        self.max_request_bytes = int(max_request_mb * 1024 * 1024)
+        self.send_tasks = send_tasks
+        self.workers = workers
+        self.requests = 0
+        self.retried = 0
+        self._engine = None
+        self._loop: _LoopThread | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._checked: set[str] = set()
+        self._unknown_remote: set[str] = set()  # task ids a server did not know: sent in full from now on
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------------------------- public
+    def score(self, items: Sequence[Mapping[str, Any]]) -> list[RewardResult]:
+        """One RewardResult per item, in order (see the module docstring for failure handling)."""
+        if not self.urls:
+            return self._engine_for().score_items([dict(item) for item in items])
+        return self._loop_for().submit(self._score_remote(list(items))).result()
+
+    async def ascore(self, items: Sequence[Mapping[str, Any]]) -> list[RewardResult]:
+        """:meth:`score` for async callers (runs on the client's own loop; safe from any loop)."""
+        if not self.urls:
+            return await asyncio.to_thread(self.score, items)
+        return await asyncio.wrap_future(self._loop_for().submit(self._score_remote(list(items))))
+
+    def close(self) -> None:
+        """Close connections and the in-process engine; the client may not be used afterwards."""
+        if self._loop is not None:
+            if self._http is not None:
+                self._loop.submit(self._http.aclose()).result(timeout=10)
+            self._loop.close()
+            self._loop = self._http = None
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    def __enter__(self) -> RewardClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------ in-process
+    def _engine_for(self):
+        with self._lock:
+            if self._engine is None:
+                from rewards.server import ScoringEngine
+
+                self._engine = ScoringEngine(self.config or RewardConfig(), self.tasks, workers=self.workers)
+            return self._engine
+
+    # ---------------------------------------------------------------------------------- remote
+    def _loop_for(self) -> _LoopThread:
+        with self._lock:
+            if self._loop is None:
+                self._loop = _LoopThread()
+            return self._loop
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+        return self._http
+
+    def _wire(self, item: Mapping[str, Any], full: bool) -> dict[str, Any]:
+        wire = dict(item)
+        task_id = wire.get("task_id")
+        full = full or self.send_tasks or task_id in self._unknown_remote
+        if "task" not in wire and isinstance(task_id, str) and task_id in self.tasks and full:
+            wire["task"] = self.tasks[task_id]
+        return wire
+
+    async def _score_remote(self, items: list[Mapping[str, Any]]) -> list[RewardResult]:
+        wires = [self._wire(item, full=False) for item in items]
+        results = await self._score_unique(wires)
+        retry = [i for i, (w, r) in enumerate(zip(wires, results, strict=True))
+                 if r.status is Status.INVALID_INPUT and "task" not in w and w.get("task_id") in self.tasks]
+        if retry:
+            log.info("reward server does not know %d task ids; re-sending them with full records", len(retry))
+            self._unknown_remote.update(wires[i]["task_id"] for i in retry)
+            again = await self._score_unique([self._wire(items[i], full=True) for i in retry])
+            for index, result in zip(retry, again, strict=True):
+                results[index] = result
+        return results
+
+    async def _score_unique(self, wires: list[dict[str, Any]]) -> list[RewardResult]:
+        """Send each distinct item once; copies for the duplicates."""
+        blobs = [json.dumps(w, sort_keys=True, default=_encode, ensure_ascii=False) for w in wires]
+        first: dict[str, int] = {}
+        for index, blob in enumerate(blobs):
+            first.setdefault(blob, index)
+        unique = sorted(first.values())
+        requests = self._plan(unique, wires, blobs)
+        if self.config is not None:
+            await asyncio.gather(*(self._check_config(self.urls[u]) for u in {u for u, _ in requests}))
+        answers = await asyncio.gather(*(self._send(u, [blobs[i] for i in idx], [wires[i] for i in idx])
+                                         for u, idx in requests))
+        by_index = {i: r for (_, idx), res in zip(requests, answers, strict=True) for i, r in zip(idx, res, strict=True)}
+        out = []
+        for index, blob in enumerate(blobs):
+            source = first[blob]
+            out.append(by_index[source] if source == index else RewardResult.from_dict(by_index[source].to_dict()))
+        return out
+
+    def _plan(self, unique: list[int], wires: list[dict], blobs: list[str]) -> list[tuple[int, list[int]]]:
+        """(server index, item indices) per request: tasks kept together, servers balanced, size-capped."""
+        groups: dict[str, list[int]] = {}
+        for index in unique:
+            groups.setdefault(_task_label(wires[index]), []).append(index)
+        loads = [0] * max(1, len(self.urls))
+        assigned: list[list[int]] = [[] for _ in loads]
+        for group in sorted(groups.values(), key=len, reverse=True):
+            target = loads.index(min(loads))
+            assigned[target].extend(group)
+            loads[target] += len(group)
+        requests = []
+        for server, indices in enumerate(assigned):
+            chunk: list[int] = []
+            size = 0
+            for index in sorted(indices):
+                if chunk and (len(chunk) >= self.max_items or size + len(blobs[index]) > self.max_request_bytes):
+                    requests.append((server, chunk))
+                    chunk, size = [], 0
+                chunk.append(index)
+                size += len(blobs[index]) + 2
+            if chunk:
+                requests.append((server, chunk))
+        return requests
+
+    async def _send(self, server: int, blobs: list[str], wires: list[dict]) -> list[RewardResult]:
+        """POST one request, retrying transient failures on the next server; INFRA_ERROR if all fail."""
+        body = ('{"items": [' + ", ".join(blobs) + "]}").encode("utf-8", "surrogatepass")
+        last = ""
+        for attempt in range(self.retries + 1):
+            url = self.urls[(server + attempt) % len(self.urls)]
+            self.requests += 1
+            delay = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random() / 2)
+            try:
+                response = await self._client().post(f"{url}/score", content=body,
+                                                     headers={"content-type": "application/json"})
+            except httpx.TransportError as exc:
+                last = f"{url}: {type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    return _parse_results(url, response, len(wires))
+                detail = _detail(response)
+                if response.status_code not in RETRY_STATUS:
+                    raise RewardClientError(
+                        f"reward server {url} refused a batch of {len(wires)} items (HTTP {response.status_code}): "
+                        f"{detail}. Fix the request; retrying would not help")
+                last = f"{url}: HTTP {response.status_code}: {detail}"
+                delay = max(delay, _retry_after(response))
+            if attempt < self.retries:
+                self.retried += 1
+                log.warning("reward request failed (%s); retry %d/%d in %.1f s", last, attempt + 1, self.retries, delay)
+                await asyncio.sleep(delay)
+        log.error("reward servers %s failed %d times; %d items become INFRA_ERROR (last: %s)",
+                  self.urls, self.retries + 1, len(wires), last)
+        message = (f"reward servers unreachable after {self.retries + 1} attempts (last: {last}); "
+                   "check that the servers run and are reachable, or raise retries")
+        return [RewardResult.infra_error(_task_label(w), message) for w in wires]
+
+    async def _check_config(self, url: str) -> None:
+        if url in self._checked or self.config is None:
+            return
+        self._checked.add(url)
+        try:
+            response = await self._client().get(f"{url}/healthz", timeout=10.0)
+            remote = response.json().get("config_hash")
+        except (httpx.HTTPError, ValueError) as exc:
+            log.debug("no /healthz from %s: %s", url, exc)
+            return
+        if remote and remote != self.config.content_hash():
+            log.warning("reward server %s scores with another reward config (hash %s, this client's %s): "
+                        "rewards will follow the server's config; start it with the same --config",
+                        url, remote, self.config.content_hash())
+
+
+def _task_label(wire: Any) -> str:
+    if not isinstance(wire, dict):
+        return ""
+    task = wire.get("task")
+    if isinstance(task, Task):
+        return task.id
+    if isinstance(task, dict) and isinstance(task.get("id"), str):
+        return task["id"]
+    return wire["task_id"] if isinstance(wire.get("task_id"), str) else ""
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text[:300]))
+    except (ValueError, AttributeError):
+        return response.text[:300]
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return min(60.0, float(response.headers.get("retry-after", 0)))
+    except ValueError:
+        return 0.0
+
+
+def _parse_results(url: str, response: httpx.Response, expected: int) -> list[RewardResult]:
+    try:
+        results = [RewardResult.from_dict(r) for r in response.json()["results"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RewardClientError(f"reward server {url} sent an unreadable answer ({exc}): "
+                                f"{response.text[:200]!r}. Is it an rtlforge reward server?") from exc
+    if len(results) != expected:
+        raise RewardClientError(f"reward server {url} answered {len(results)} results for {expected} items; "
+                                "client and server versions may differ")
+    return results
+
+
+# ------------------------------------------------------------------------------------------ TRL
+def completion_text(completion: Any) -> str:
+    """The text of a TRL completion: a string, or a chat message list (assistant contents joined)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return str(completion.get("content") or "")
+    if isinstance(completion, list):
+        messages = [m for m in completion if isinstance(m, dict)]
+        chosen = [m for m in messages if m.get("role") == "assistant"] or messages
+        return "".join(_content_text(m.get("content")) for m in chosen)
+    raise TypeError(f"a completion must be a string or a list of chat messages, got {type(completion).__name__}")
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, list):  # multimodal-style parts: [{"type": "text", "text": ...}]
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return content or ""
+
+
+class TRLReward:
+    """A TRL reward function over a :class:`RewardClient` (see :func:`make_trl_reward`)."""
+
+    __name__ = "verilog_reward"
+
+    def __init__(self, client: RewardClient, *, fail_on_infra_rate: float | None = 0.1, min_items: int = 64,
+                 metric_prefix: str = "verilog") -> None:
+        self.client = client
+        self.fail_on_infra_rate = fail_on_infra_rate
+        self.min_items = min_items
+        self.metric_prefix = metric_prefix
+        self.infra_count = 0
+        self.total = 0
+        self.last_results: list[RewardResult] = []
+
+    @property
+    def infra_rate(self) -> float:
+        return self.infra_count / self.total if self.total else 0.0
+
+    def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (),
+                 completion_ids: Any = None, task_id: Sequence[str] | None = None,
+                 **kwargs: Any) -> list[float | None]:
+        if task_id is None:
+            raise ValueError("the reward needs each example's task id: give the training dataset a 'task_id' "
+                             "column (TRL passes dataset columns to reward functions)")
+        items = [{"task_id": tid, "completion": completion_text(c)}
+                 for tid, c in zip(task_id, completions, strict=True)]
+        results = self.client.score(items)
+        invalid = [r for r in results if r.status is Status.INVALID_INPUT]
+        if invalid:
+            raise ValueError(f"{len(invalid)} of {len(results)} reward items were invalid, e.g. {invalid[0].log}; "
+                             "pass the training tasks to RewardClient(tasks=...) or to the server's --tasks")
+        self.last_results = results
+        self.infra_count += sum(r.status is Status.INFRA_ERROR for r in results)
+        self.total += len(results)
+        self._log(results, kwargs.get("log_metric"), kwargs.get("log_extra"))
+        self._check_infra()
+        return [r.reward for r in results]
+
+    def _log(self, results: list[RewardResult], log_metric: Callable | None, log_extra: Callable | None) -> None:
+        if log_extra is not None:
+            log_extra(f"{self.metric_prefix}_status", [r.status.value for r in results])
+        if log_metric is None or not results:
+            return
+        scored = [r for r in results if r.reward is not None]
+        for level in LEVELS:
+            if scored:
+                log_metric(f"{self.metric_prefix}/level/{level}",
+                           sum(r.levels.get(level, 0.0) for r in scored) / len(scored))
+        for status in Status:
+            log_metric(f"{self.metric_prefix}/status/{status.value}",
+                       sum(r.status is status for r in results) / len(results))
+        log_metric(f"{self.metric_prefix}/pass_rate", sum(r.passed for r in results) / len(results))
+        log_metric(f"{self.metric_prefix}/cached_frac", sum(r.cached for r in results) / len(results))
+
+    def _check_infra(self) -> None:
+        if self.fail_on_infra_rate is None or self.total < self.min_items:
+            return
+        if self.infra_rate > self.fail_on_infra_rate:
+            raise RewardInfraError(
+                f"{self.infra_count} of {self.total} completions could not be scored (INFRA_ERROR rate "
+                f"{self.infra_rate:.1%} > fail_on_infra_rate={self.fail_on_infra_rate}); e.g. "
+                f"{next((r.log for r in self.last_results if r.reward is None), '')[:300]!r}. "
+                "Check the reward servers (/healthz) and the toolchain")
+
+
+def make_trl_reward(client: RewardClient, *, fail_on_infra_rate: float | None = 0.1,
+                    min_items: int = 64) -> TRLReward:
+    """A reward function for ``GRPOTrainer(reward_funcs=[...])``.
+
+    Called by TRL as ``f(prompts=..., completions=..., completion_ids=..., task_id=[...], trainer_state=...,
+    log_metric=..., log_extra=...)`` (dataset columns as keyword lists): one ``client.score`` call per
+    batch; returns each item's reward, ``None`` for INFRA_ERROR (TRL turns it into NaN and leaves
+    the completion out of the group baseline). Logs the mean of every level, the fraction of every
+    status, the pass rate and the cache-hit fraction through ``log_metric``, and each completion's
+    status through ``log_extra``. ``.infra_count`` / ``.total`` count across calls; once ``total >=
+    min_items``, a cumulative INFRA rate above ``fail_on_infra_rate`` raises :class:`RewardInfraError`
+    (``None`` leaves the stop to the caller). INVALID_INPUT items (unknown task ids) raise ValueError.
+    """
+    return TRLReward(client, fail_on_infra_rate=fail_on_infra_rate, min_items=min_items)
