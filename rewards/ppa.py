@@ -6,8 +6,9 @@ Flow (each tool call is one sandboxed job, see :mod:`rewards.sandbox`):
   ``dfflibmap -liberty``, ``abc -liberty``, ``opt_clean``, ``stat -liberty``. Area is the
   "Chip area" number of the ``stat`` report (liberty area units), cells its cell count; the
   mapped netlist is written into the job directory and read back. A design whose mapped netlist
-  still holds generic cells (``$_DLATCH_P_`` and friends have no liberty cell here) has no honest
-  area, so it counts as a synthesis failure.
+  still holds cells that are not standard cells of the liberty (latches: ``$_DLATCH_P_`` has no
+  mapping here, and the OSU latch cell has area 0; ``(* blackbox *)`` or ``(* keep_hierarchy *)``
+  submodules) has no honest area, so it counts as a synthesis failure.
 * **Timing and power** (:func:`time_and_power`): OpenSTA on that netlist. A sequential design gets
   a clock of :data:`NOMINAL_PERIOD_NS` on its clock port; a combinational one a virtual clock with
   zero input/output delays. ``delay_ns`` = period - worst max-delay slack, i.e. the critical
@@ -37,6 +38,7 @@ in an in-process LRU cache shared by every completion of that task.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -68,6 +70,7 @@ _CHIP_AREA = re.compile(r"^\s*Chip area for (?:top )?module '\\?(?P<module>[^']+
 _CELLS = re.compile(r"^\s*Number of cells:\s*(?P<cells>\d+)\s*$")
 _CELL_TYPE = re.compile(r"^\s+(?P<type>\S+)\s+(?P<count>\d+)\s*$")
 _POWER_TOTAL = re.compile(r"^Total\s+(\S+)\s+(\S+)\s+(\S+)\s+(?P<total>[0-9.eE+-]+)\s")
+_LIB_CELL = re.compile(r"^\s*cell\s*\(\s*\"?([^\s\")]+)\"?\s*\)", re.M)
 _RESULT_LINE = re.compile(r"^(?P<key>slack|period)\s+(?P<value>\S+)\s*$")
 
 GOLDEN_CACHE = LruCache(size=512)
@@ -142,6 +145,8 @@ def synth_script(top: str, liberty: str) -> str:
     """The Yosys script for ``top`` in ``design.sv``; writes ``stat.txt`` and ``netlist.v``."""
     return "\n".join([
         "read_verilog -sv design.sv",
+        # A black-boxed module keeps its body in simulation but would cost nothing here.
+        "select -assert-none =A:blackbox =A:whitebox =A:lib_whitebox =A:keep_hierarchy",
         f"synth -flatten -top {top}",
         f"dfflibmap -liberty {liberty}",
         f"abc -liberty {liberty}",
@@ -152,20 +157,31 @@ def synth_script(top: str, liberty: str) -> str:
     ])
 
 
+@functools.lru_cache(maxsize=8)
+def _liberty_cells(liberty: str, mtime_ns: int) -> frozenset[str]:
+    with open(liberty, encoding="utf-8", errors="replace") as handle:
+        return frozenset(_LIB_CELL.findall(handle.read()))
+
+
+def liberty_cells(liberty: str) -> frozenset[str]:
+    """Names of the cells a liberty file defines."""
+    return _liberty_cells(liberty, os.stat(liberty).st_mtime_ns)
+
+
 def parse_stat(text: str, top: str) -> tuple[float | None, int, list[str]]:
-    """(chip area of ``top`` or None, cell count, generic cell types left unmapped) from a stat report."""
+    """(chip area of ``top`` or None, cell count, cell types listed) from a Yosys ``stat`` report."""
     area = None
     cells = 0
-    unmapped = []
+    cell_types = []
     for line in text.splitlines():
         if match := _CHIP_AREA.match(line):
             if match["module"] == top:
                 area = float(match["area"])
         elif match := _CELLS.match(line):
             cells = int(match["cells"])
-        elif (match := _CELL_TYPE.match(line)) and match["type"].startswith("$"):
-            unmapped.append(match["type"])
-    return area, cells, unmapped
+        elif match := _CELL_TYPE.match(line):
+            cell_types.append(match["type"])
+    return area, cells, cell_types
 
 
 def synthesize(code: str, top: str, *, liberty: str, limits: Limits, sandbox: bool = True) -> SynthResult:
@@ -190,10 +206,12 @@ def synthesize(code: str, top: str, *, liberty: str, limits: Limits, sandbox: bo
     if result.returncode != 0 or not stat or not netlist:
         return SynthResult(ok=False, error=_tool_failure(result, "yosys", limits),
                            timed_out=result.timed_out, **times)
-    area, cells, unmapped = parse_stat(stat, top)
-    if unmapped:
-        return SynthResult(ok=False, error=f"yosys left cells with no liberty equivalent ({sorted(set(unmapped))}): "
-                           "latches and other unmapped cells have no area; use flip-flops", **times)
+    area, cells, cell_types = parse_stat(stat, top)
+    foreign = sorted(set(cell_types) - liberty_cells(liberty))
+    if foreign:
+        return SynthResult(ok=False, error=f"yosys left cells that are not standard cells of the liberty ({foreign}): "
+                           "latches, black boxes and kept hierarchy have no honest area; use flip-flops and "
+                           "plain modules", **times)
     if area is None and cells == 0:
         area = 0.0  # stat prints no chip area for a design without cells (pure wiring, constants)
     if area is None:

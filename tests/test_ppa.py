@@ -142,6 +142,23 @@ def test_latch_candidate_gets_zero():
     assert "$_DLATCH_P_" in note
 
 
+@pytest.mark.parametrize("attribute", ["blackbox", "keep_hierarchy"])
+def test_black_boxed_submodule_gets_zero(attribute):
+    # Icarus simulates the body; Yosys would give a black box (named like a cell, even) no area.
+    code = f"""
+(* {attribute} *) module INVX1(input [7:0] a, input [7:0] b, input cin, output [8:0] y);
+  wire [15:0] p = a * b;
+  assign y = p[8:0] + p[15:8] + cin;
+endmodule
+module TopModule(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, output cout);
+  INVX1 u(.a(a), .b(b), .cin(cin), .y({{cout, sum}}));
+endmodule
+"""
+    level, metrics, note = _score(_task(BIGGER), code)
+    assert level == 0.0 and "area" not in metrics
+    assert note.startswith("candidate PPA failed")
+
+
 def test_broken_golden_names_the_task():
     level, metrics, note = _score(_task(LATCH), ADDER)
     assert level == 0.0
