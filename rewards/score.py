@@ -24,7 +24,8 @@ from rewards.types import RewardResult, Status, Task
 
 log = logging.getLogger(__name__)
 
-_INFRA_EXCEPTIONS = (ToolNotFound, SandboxError, OSError)
+# A golden that cannot be read is a broken task, not a wrong answer.
+_INFRA_EXCEPTIONS = (ToolNotFound, SandboxError, OSError, interface.InterfaceError)
 
 
 def limits_for(config: RewardConfig, cpu_s: float) -> Limits:
@@ -102,7 +103,7 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
         return _result(task, config, Status.RESOURCE_LIMIT, _levels(),
                        f"completion has {len(completion)} characters, over max_completion_chars="
                        f"{config.max_completion_chars}", reward=0.0)
-    extraction = extract_verilog(completion, task.top_module)
+    extraction = extract_verilog(completion, task.top_module, header=task.interface)
     watch.lap("format")
     if extraction.code is None:
         return _result(task, config, Status.FORMAT_ERROR, _levels(), extraction.error)
@@ -159,7 +160,8 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
 
 def dedup_key(task: Task, completion: str) -> str:
     """Two items with the same key score identically (same task content, same extracted code)."""
-    extraction = extract_verilog(completion, task.top_module) if isinstance(completion, str) else None
+    extraction = (extract_verilog(completion, task.top_module, header=task.interface)
+                  if isinstance(completion, str) else None)
     body = normalise_code(extraction.code) if extraction and extraction.code else f"raw:{completion!r}"
     return hashlib.sha256(f"{task.content_hash()}\0{body}".encode()).hexdigest()
 
