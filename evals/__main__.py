@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> dict:
     ppa = {}
     if not args.no_ppa:
         t0 = time.monotonic()
-        ppa = compare_ppa(graded, config, jobs=args.jobs)
+        with tqdm(desc="PPA vs golden", unit="design") as bar:
+            ppa = compare_ppa(graded, config, jobs=args.jobs, progress=bar.update)
         timings["ppa_s"] = round(time.monotonic() - t0, 2)
     summary = {"suites": suites, "ppa_vs_golden": ppa, "exclude_errata": args.exclude_errata,
                "source": {"model": args.model, "base": args.base, "samples": str(args.samples or "") or None,

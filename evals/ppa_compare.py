@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -89,10 +89,12 @@ def _safe_measure(task: Task, code: str, config: RewardConfig, golden: bool) -> 
         return f"{type(exc).__name__}: {exc}"
 
 
-def compare_ppa(graded: Sequence[GradedSample], config: RewardConfig, *, jobs: int | None = None) -> dict[str, Any]:
+def compare_ppa(graded: Sequence[GradedSample], config: RewardConfig, *, jobs: int | None = None,
+                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Compare every passing design with its golden; returns per-design ratios and counts.
 
-    Also stores each measured sample's figures and ratios in ``GradedSample.ppa``.
+    Also stores each measured sample's figures and ratios in ``GradedSample.ppa``. ``progress(n)`` is
+    called as designs (goldens included) are measured.
     """
     designs = _distinct_passing(graded)
     work: list[tuple[str, str | None, Task, str]] = []
@@ -100,8 +102,14 @@ def compare_ppa(graded: Sequence[GradedSample], config: RewardConfig, *, jobs: i
         task = next(iter(codes.values()))[0]
         work.append((task_id, None, task, task.reference))
         work.extend((task_id, key, task, code) for key, (task, code, _) in codes.items())
+    def run(item: tuple[str, str | None, Task, str]) -> dict[str, float] | str:
+        result = _safe_measure(item[2], item[3], config, item[1] is None)
+        if progress:
+            progress(1)
+        return result
+
     with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
-        measured = list(pool.map(lambda w: _safe_measure(w[2], w[3], config, w[1] is None), work))
+        measured = list(pool.map(run, work))
     figures = {(w[0], w[1]): m for w, m in zip(work, measured, strict=True)}
     report: dict[str, Any] = {"designs": {}, "errors": {}, "counts": {"compared": 0}}
     for metric in METRICS:
