@@ -42,7 +42,15 @@ from dataclasses import dataclass, field
 
 from rewards.interface import InterfaceError, parse_ports
 from rewards.sandbox import Limits
-from rewards.sim import LruCache, SimOutcome, candidate_limits, compile_log, failure_status, new_nonce, simulate
+from rewards.sim import (
+    LruCache,
+    SimOutcome,
+    candidate_limits,
+    compile_log,
+    failure_status,
+    new_nonce,
+    simulate,
+)
 from rewards.types import Status, Task
 
 log = logging.getLogger(__name__)

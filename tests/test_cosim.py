@@ -9,7 +9,14 @@ import pytest
 from rewards import cosim
 from rewards.config import RewardConfig
 from rewards.cosim import (
-    GOLDEN_CACHE, TraceError, bits_match, build_stimulus, corner_values, parse_trace, plan_ports, run_cosim,
+    GOLDEN_CACHE,
+    TraceError,
+    bits_match,
+    build_stimulus,
+    corner_values,
+    parse_trace,
+    plan_ports,
+    run_cosim,
 )
 from rewards.score import limits_for
 from rewards.types import Port, Status, Task
