@@ -120,7 +120,8 @@ def declared_names(tokens: Sequence[Token], instantiable: set[str]) -> dict[str,
     """Modules, instances, tasks, functions and named blocks declared in ``tokens``."""
     code = _code_indices(tokens)
     text = [tokens[i].text for i in code]
-    found: dict[str, set[str]] = {"module": set(), "instance": set(), "task": set(), "block": set()}
+    found: dict[str, set[str]] = {"module": set(), "instance": set(), "task": set(), "block": set(),
+                                  "instantiated": set()}
     for pos, word in enumerate(text[:-1]):
         if word in ("module", "macromodule") and tokens[code[pos + 1]].kind == "ident":
             found["module"].add(text[pos + 1])
@@ -137,6 +138,7 @@ def declared_names(tokens: Sequence[Token], instantiable: set[str]) -> dict[str,
             nxt = _skip_parens(tokens, code, nxt)
         while nxt < len(text) and tokens[code[nxt]].kind == "ident":
             found["instance"].add(text[nxt])  # `mod a(...), b(...);`
+            found["instantiated"].add(word)
             nxt += 1
             if nxt < len(text) and text[nxt] == "[":
                 while nxt < len(text) and text[nxt] != "]":
@@ -161,16 +163,12 @@ def _routine_name(text: Sequence[str], pos: int) -> str:
     return text[end - 1] if end - 1 > pos and end < len(text) else ""
 
 
-def module_roots(tokens: Sequence[Token]) -> list[str]:
+def module_roots(tokens: Sequence[Token], instantiated: set[str]) -> list[str]:
     """Modules declared in ``tokens`` that no module there instantiates (the simulation roots)."""
     code = _code_indices(tokens)
     text = [tokens[i].text for i in code]
     declared = [text[p + 1] for p, w in enumerate(text[:-1]) if w in ("module", "macromodule")]
-    uses = {name: 0 for name in declared}
-    for word in text:
-        if word in uses:
-            uses[word] += 1
-    return [name for name in declared if uses[name] == 1]
+    return [name for name in declared if name not in instantiated]
 
 
 def _print_call(tokens: list[Token], code: list[int], pos: int, secret: str) -> tuple[int, str]:
@@ -214,6 +212,7 @@ def rewrite_testbench(bench: str, *, top_module: str, keep: set[str], names_nonc
     """
     tokens = tokenize(bench)
     found = declared_names(tokens, {top_module})
+    instantiated = found.pop("instantiated")
     rename = set().union(*found.values()) - keep - {top_module} - _KEYWORDS
     suffix = f"_{names_nonce}"
     monitor = f"rtlf_mon_{names_nonce}"
@@ -239,7 +238,7 @@ def rewrite_testbench(bench: str, *, top_module: str, keep: set[str], names_nonc
             last = code[after - 1] + 1
         pos = after
     out.extend(t.text for t in tokens[last:])
-    roots = tuple(name + suffix if name in rename else name for name in module_roots(tokens))
+    roots = tuple(name + suffix if name in rename else name for name in module_roots(tokens, instantiated))
     monitor_source = (
         f"module {monitor};\n"
         f'  task rtlf_end; begin $display("<{secret}:f></{secret}>"); $finish; end endtask\n'

@@ -22,6 +22,7 @@ module tb;
   TopModule dut (.a, .y(y_dut));
   task check; if (y_ref !== y_dut) errors = errors + 1; endtask
   function [3:0] twice(input [3:0] v); twice = v + v; endfunction
+  initial $dumpvars(0, tb);
   initial begin : drive
     // $display("commented out");
     for (a = 0; a < 15; a = a + 1) begin #1 check; end
@@ -43,6 +44,7 @@ def test_rewrite_hides_bench_names_and_keeps_ports():
     assert "module TopModule" not in src and "TopModule dut_N1" in src
     assert ".a(a)" in src and ".y(y_ref)" in src and ".a," in src
     assert bench.roots == ("tb_N1", "rtlf_mon_N1")
+    assert "$dumpvars" not in src and "rtlf_mon_N1.rtlf_nop;" in src
 
 
 def test_rewrite_tags_every_print_and_routes_finish_through_the_monitor():
