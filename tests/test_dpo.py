@@ -7,6 +7,7 @@ passing and failing Verilog, so sampling + scoring gives real preference pairs.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,17 @@ def pairs_file(policy, tmp_path_factory) -> Path:
                        "--temperature", "1.0", "--backend", "hf", "--out", str(out),
                        "--scored-out", str(out.with_name("scored.jsonl"))]) == 0
     return out
+
+
+@pytest.fixture
+def wandb_env():
+    """No WANDB_* variables during the test (the script sets them), the caller's restored afterwards."""
+    saved = dict(os.environ)
+    for name in ("WANDB_MODE", "WANDB_DIR", "WANDB_PROJECT", "WANDB_API_KEY"):
+        os.environ.pop(name, None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def _dpo_args(policy: Path, pairs_path: Path | None, out: Path, *flags: str) -> list[str]:
@@ -89,7 +101,9 @@ def test_handwritten_completions_pair_by_real_verdicts(tmp_path):
     task_file.write_text(next(line for line in TASKS.read_text().splitlines() if "tiny/add4" in line) + "\n")
     out = tmp_path / "pairs.jsonl"
     assert pairs.main(["--completions", str(completions), "--tasks", str(task_file), "--out", str(out),
-                       "--max-pairs", "10", "--scored-out", str(tmp_path / "scored.jsonl")]) == 0
+                       "--max-pairs", "10", "--scored-out", str(tmp_path / "scored.jsonl"),
+                       "--hf-dir", str(tmp_path / "hf")]) == 0
+    assert len(pairs.load_pairs(tmp_path / "hf")) == len(out.read_text().splitlines())
     statuses = [json.loads(line)["status"] for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
     assert statuses == ["SYNTAX_ERROR", "SIM_MISMATCH", "OK", "SIM_MISMATCH", "FORMAT_ERROR"]
     found = {(r["chosen_score"]["sample_index"], r["rejected_score"]["sample_index"]): r["rule"]
@@ -100,10 +114,10 @@ def test_handwritten_completions_pair_by_real_verdicts(tmp_path):
     assert found.get((0, 4)) == "closer_fail" and found.get((1, 0)) == "closer_fail"
 
 
-def test_full_dpo_two_steps(policy, pairs_file, tmp_path):
+def test_full_dpo_two_steps(policy, pairs_file, tmp_path, wandb_env):
     before = _weights(policy)
     out = tmp_path / "run"
-    summary = dpo.main(_dpo_args(policy, pairs_file, out))
+    summary = dpo.main([*_dpo_args(policy, pairs_file, out), "--report_to", "wandb"])
     after = _weights(out)
     assert any(not torch.equal(before[k], after[k]) for k in before), "DPO left every weight unchanged"
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -111,6 +125,7 @@ def test_full_dpo_two_steps(policy, pairs_file, tmp_path):
     assert len(logged) == 2 and all("rewards/margins" in r for r in logged)
     assert (out / "resolved_config.yaml").is_file() and (out / "summary.json").is_file()
     assert summary["rounds"][0]["pairs_file"] == str(pairs_file)
+    assert list((out / "wandb").glob("offline-run-*")), "wandb must log offline into the run dir by default"
 
 
 def test_lora_dpo_adapter_reloads(policy, pairs_file, tmp_path):
