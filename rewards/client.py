@@ -252,7 +252,7 @@ class RewardClient:
                         f"reward server {url} refused a batch of {len(wires)} items (HTTP {response.status_code}): "
                         f"{detail}. Fix the request; retrying would not help")
                 last = f"{url}: HTTP {response.status_code}: {detail}"
-                delay = max(delay, _retry_after(response))
+                delay = max(delay, min(self.max_backoff_s, _retry_after(response)))
             if attempt < self.retries:
                 self.retried += 1
                 log.warning("reward request failed (%s); retry %d/%d in %.1f s", last, attempt + 1, self.retries, delay)

@@ -259,9 +259,9 @@ class ScoringEngine:
                 futures[key] = entry[0]
             return futures
 
-    def release(self, futures: Mapping[str, Future]) -> int:
-        """This request no longer waits on ``futures``; unstarted ones nobody waits on are dropped.
-        Returns how many were dropped."""
+    def release(self, futures: Mapping[str, Future], cancel: bool = True) -> int:
+        """This request no longer waits on ``futures``; with ``cancel``, unstarted ones nobody else
+        waits on are dropped. Returns how many were dropped."""
         dropped = []
         with self._lock:
             for key, future in futures.items():
@@ -269,7 +269,7 @@ class ScoringEngine:
                 if entry is None or entry[0] is not future:
                     continue
                 entry[1][0] -= 1
-                if entry[1][0] <= 0 and not future.done():
+                if cancel and entry[1][0] <= 0 and not future.done():
                     dropped.append(future)
         cancelled = sum(1 for future in dropped if future.cancel())
         self.metrics.cancelled.inc(cancelled)
@@ -389,9 +389,11 @@ def parse_batch(body: bytes, max_items: int) -> list[Any]:
 
 async def _await_batch(request: Request, engine: ScoringEngine, batch: Batch, futures: dict[str, Future],
                        timeout_s: float) -> bool:
-    """Fill ``batch`` from ``futures``; False if the client went away. Late items become INFRA_ERROR."""
+    """Fill ``batch`` from ``futures``; False if the client went away (its queued items are dropped).
+    Items late for the deadline become INFRA_ERROR but are still scored and cached for a retry."""
     deadline = time.monotonic() + timeout_s
     waiting = {asyncio.wrap_future(f): key for key, f in futures.items()}
+    abandoned = True  # until the loop ends by completion or deadline (disconnect, shutdown)
     try:
         while waiting:
             remaining = deadline - time.monotonic()
@@ -402,6 +404,7 @@ async def _await_batch(request: Request, engine: ScoringEngine, batch: Batch, fu
                 batch.fill(waiting.pop(item), item.result())
             if waiting and await request.is_disconnected():
                 return False
+        abandoned = False
         for key in waiting.values():
             engine.metrics.deadline.inc()
             batch.fill(key, RewardResult.infra_error(
@@ -410,7 +413,7 @@ async def _await_batch(request: Request, engine: ScoringEngine, batch: Batch, fu
                 "overloaded or a tool hangs. Add workers or reward servers, or raise --item-timeout-s"))
         return True
     finally:
-        engine.release(futures)
+        engine.release(futures, cancel=abandoned)
 
 
 def create_app(engine: ScoringEngine, server_config: ServerConfig) -> FastAPI:
