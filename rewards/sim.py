@@ -68,16 +68,15 @@ def new_nonce(nbytes: int = 12) -> str:
 def _script(sources: Sequence[str], tops: Sequence[str], iverilog: str, vvp: str) -> str:
     tops_args = " ".join(f"-s {shlex.quote(t)}" for t in tops)
     files = " ".join(shlex.quote(s) for s in sources)
-    # The compiled program is opened, unlinked, then streamed through cat so that vvp's stdin is
-    # an exhausted pipe: candidate code cannot re-read the program (which holds the secrets).
+    # The compiled program (which holds the run's secrets) is opened by a subshell that unlinks it
+    # and becomes cat: vvp reads it from a pipe that is exhausted before any candidate code runs,
+    # and no process left alive holds a descriptor of it (not even via /proc/<pid>/fd).
     return (
         f"{shlex.quote(iverilog)} -g2012 -o sim.vvp {tops_args} {files} 1>&2\n"
         "rc=$?\n"
         f"if [ $rc -gt 128 ]; then exit $rc; elif [ $rc -ne 0 ]; then exit {COMPILE_FAILED_RC}; fi\n"
         f"rm -f {files}\n"
-        "exec 3<sim.vvp\n"
-        "rm -f sim.vvp\n"
-        f"cat <&3 3<&- | {shlex.quote(vvp)} -n /dev/stdin 3<&-\n"
+        f"(exec 3<sim.vvp; rm -f sim.vvp; exec cat <&3 3<&-) | {shlex.quote(vvp)} -n /dev/stdin\n"
     )
 
 
