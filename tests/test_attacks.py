@@ -169,3 +169,36 @@ def test_host_file_attacks_work_when_the_file_is_visible(attack, tb_task, tmp_pa
     files = {name: (tmp_path / name).read_text() for name in ("answers.hex", "answer.vh")}
     visible = Task.from_dict({**tb_task.to_dict(), "meta": {**tb_task.meta, "files": files}})
     assert _function_level(visible, code).status is Status.OK
+
+
+def test_candidate_cannot_read_the_run_secrets_from_files():
+    """Sources and the compiled program are gone (no descriptor left) before candidate code runs."""
+    from rewards.sim import simulate
+
+    secret = "c0ffee5ecret"
+    trusted = f'module harness;\n  initial if (0) $display("{secret}");\n  reader r();\nendmodule\n'
+    reader = """module reader;
+  integer f, c, p, d, k; reg [8*4096:1] line; reg [8*64:1] name;
+  task dump(input [8*64:1] path);
+    begin
+      f = $fopen(path, "r");
+      if (f) begin
+        k = 0;
+        while (!$feof(f) && k < 100000) begin c = $fgets(line, f); $write("%0s", line); k = k + 1; end
+        $fclose(f);
+      end
+    end
+  endtask
+  initial begin
+    dump("visible.txt"); dump("harness.sv"); dump("candidate.sv"); dump("sim.vvp"); dump("/dev/stdin");
+    for (p = 1; p < 16; p = p + 1) for (d = 0; d < 10; d = d + 1) begin
+      $sformat(name, "/proc/%0d/fd/%0d", p, d); dump(name);
+    end
+  end
+endmodule
+"""
+    run = simulate([("harness.sv", trusted)], ("candidate.sv", reader), ["harness"], limits=LIMITS, sandbox=True,
+                   data_files=[("visible.txt", "a data file the reader can see\n")])
+    assert run.compiled and run.result.returncode == 0, run.result.tail()
+    assert "a data file the reader can see" in run.stdout  # the reader works
+    assert secret not in run.stdout and "module harness" not in run.stdout
