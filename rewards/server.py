@@ -106,13 +106,13 @@ class Batch:
 
     results: list[RewardResult | None]
     task_ids: list[str]
-    keys: list[str | None]
+    slots: dict[str, list[int]] = field(default_factory=dict)  # key -> indices of the items with it
     todo: dict[str, tuple[Task, str]] = field(default_factory=dict)
 
     def fill(self, key: str, result: RewardResult, cached: bool = False) -> None:
         """Give ``result`` to every item of this batch with ``key``."""
-        for index, item_key in enumerate(self.keys):
-            if item_key == key and self.results[index] is None:
+        for index in self.slots.get(key, ()):
+            if self.results[index] is None:
                 self.results[index] = _copy(result, self.task_ids[index], cached)
 
     def finish(self) -> list[RewardResult]:
@@ -181,44 +181,44 @@ class ScoringEngine:
         return max(0, self.pending - self.running)
 
     # -------------------------------------------------------------------------- parsing and keying
-    def resolve(self, item: Any, index: int) -> tuple[Task, str, str] | RewardResult:
+    def resolve(self, item: Any) -> tuple[Task, str, str] | RewardResult:
         """(task, task hash, completion) for one wire item, or the INVALID_INPUT result saying why not."""
         if not isinstance(item, dict):
-            return invalid_input("", f"item {index}: expected an object with 'task' or 'task_id' and "
+            return invalid_input("", f"expected an object with 'task' or 'task_id' and "
                                      f"'completion', got {type(item).__name__}")
         task_id = item.get("task_id")
         label = task_id if isinstance(task_id, str) else ""
         if item.get("task") is not None:
-            resolved = self._inline_task(item["task"], task_id, index)
+            resolved = self._inline_task(item["task"], task_id)
         elif isinstance(task_id, str):
             resolved = self.tasks.get(task_id) or invalid_input(
-                task_id, f"item {index}: unknown task id {task_id!r}; this server knows {len(self.tasks)} tasks "
+                task_id, f"unknown task id {task_id!r}; this server knows {len(self.tasks)} tasks "
                          "(its --tasks files). Send the full record as 'task' or start the server with it")
         else:
-            resolved = invalid_input(label, f"item {index}: missing 'task' (a Task record) or 'task_id' (a string)")
+            resolved = invalid_input(label, "missing 'task' (a Task record) or 'task_id' (a string)")
         if isinstance(resolved, RewardResult):
             return resolved
         task, task_hash = resolved
         completion = item.get("completion")
         if not isinstance(completion, str):
             what = "missing" if completion is None else f"a {type(completion).__name__}, not a string"
-            return invalid_input(task.id, f"item {index}: 'completion' is {what}")
+            return invalid_input(task.id, f"'completion' is {what}")
         return task, task_hash, completion
 
-    def _inline_task(self, record: Any, task_id: Any, index: int) -> tuple[Task, str] | RewardResult:
+    def _inline_task(self, record: Any, task_id: Any) -> tuple[Task, str] | RewardResult:
         try:
             task = record if isinstance(record, Task) else Task.from_dict(record)
         except TaskError as exc:
-            return invalid_input(task_id if isinstance(task_id, str) else "", f"item {index}: bad task record: {exc}")
+            return invalid_input(task_id if isinstance(task_id, str) else "", f"bad task record: {exc}")
         if isinstance(task_id, str) and task_id != task.id:
-            return invalid_input(task_id, f"item {index}: task_id {task_id!r} differs from task.id {task.id!r}")
+            return invalid_input(task_id, f"task_id {task_id!r} differs from task.id {task.id!r}")
         return task, task.content_hash()
 
     def prepare(self, items: list[Any]) -> Batch:
         """Parse and key every item and answer what the cache holds."""
-        batch = Batch(results=[None] * len(items), task_ids=[""] * len(items), keys=[None] * len(items))
+        batch = Batch(results=[None] * len(items), task_ids=[""] * len(items))
         for index, item in enumerate(items):
-            resolved = self.resolve(item, index)
+            resolved = self.resolve(item)
             if isinstance(resolved, RewardResult):
                 batch.results[index] = resolved
                 batch.task_ids[index] = resolved.task_id
@@ -226,17 +226,17 @@ class ScoringEngine:
             task, task_hash, completion = resolved
             fingerprint = candidate_fingerprint(task, completion, self.config)
             key = cache_key(task_hash, fingerprint, self.config_hash, self.tools_key)
-            batch.keys[index], batch.task_ids[index] = key, task.id
+            batch.task_ids[index] = task.id
+            batch.slots.setdefault(key, []).append(index)
             batch.todo.setdefault(key, (task, completion))
-        unique = len(batch.todo)
         hits = self.cache.get_many(batch.todo)
         for key, result in hits.items():
             batch.fill(key, result, cached=True)
             del batch.todo[key]
         m = self.metrics
-        m.cache_hits.inc(sum(1 for k in batch.keys if k in hits))
+        m.cache_hits.inc(sum(len(batch.slots[k]) for k in hits))
         m.cache_misses.inc(len(batch.todo))
-        m.deduplicated.inc(sum(1 for k in batch.keys if k is not None and k not in hits) - (unique - len(hits)))
+        m.deduplicated.inc(sum(len(batch.slots[k]) - 1 for k in batch.todo))
         return batch
 
     # --------------------------------------------------------------------------------- scheduling
