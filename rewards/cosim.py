@@ -414,6 +414,8 @@ def golden_ports(task: Task) -> list[Port]:
 
 def _run_golden(task: Task, settings: dict, limits: Limits, sandbox: bool) -> GoldenTrace:
     plan = build_stimulus(plan_ports(golden_ports(task), task.meta), **settings)
+    if not plan.vectors:
+        raise GoldenError(f"no stimulus for task {task.id!r} ({settings}): set comb_vectors/seq_cycles > 0")
     stim_text = plan.hex_text()
     names_nonce, secret = new_nonce(), new_nonce()
     harness = harness_source(plan, task.top_module, names_nonce, secret)

@@ -303,3 +303,20 @@ def test_benchmark_goldens_pass_cosim_against_themselves():
             failures[task.id] = outcome.log[:300]
     assert not failures
     assert len(tasks) >= 50 and sequential >= 20
+
+
+@pytest.mark.parametrize("problem, old, new", [
+    ("Prob035_count1to10", "q == 10", "q == 9"),
+    ("Prob035_count1to10", "if (reset || q == 10)", "if (q == 10)"),
+    ("Prob014_andgate", "a & b", "a | b"),
+    ("Prob132_always_if2", "else\n      shut_off_computer = 0;", ""),
+])
+def test_cosim_catches_what_the_benchmark_bench_catches(problem, old, new):
+    if not BENCHMARKS.is_dir():
+        pytest.skip(f"shared benchmarks not found at {BENCHMARKS}")
+    from evals.loaders import load_suite
+
+    task = load_suite("verilogeval-v2-spec-to-rtl", BENCHMARKS / "verilog-eval-v2", problems=[problem])[0]
+    task = Task.from_dict({**task.to_dict(), "testbench": None})
+    assert cosim_run(task, task.reference).status is Status.OK
+    assert cosim_run(task, task.reference.replace(old, new)).status is Status.SIM_MISMATCH
