@@ -41,31 +41,48 @@ log = logging.getLogger("evals")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evals", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m evals", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="sample (or read samples), grade, compute pass@k, write a report")
     run.add_argument("--suite", required=True, help=f"one of {sorted(SUITES)}, a comma list, or 'all'")
-    run.add_argument("--data", required=True, type=Path,
-                     help="benchmark checkout, or a folder holding several (e.g. ../shared/benchmarks)")
+    run.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="benchmark checkout, or a folder holding several (e.g. ../shared/benchmarks)",
+    )
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="checkpoint: full/merged model dir or LoRA adapter dir")
     source.add_argument("--samples", type=Path, help="JSONL of Completion records to grade")
     run.add_argument("--out", required=True, type=Path, help="output directory")
     run.add_argument("--problems", help="comma-separated problem names (or ids) to keep")
     run.add_argument("--limit", type=int, help="keep the first K problems of each suite")
-    run.add_argument("--exclude-errata", action="store_true",
-                     help="leave known errata out of the headline pass@k (both numbers are reported)")
+    run.add_argument(
+        "--exclude-errata",
+        action="store_true",
+        help="leave known errata out of the headline pass@k (both numbers are reported)",
+    )
     run.add_argument("--jobs", type=int, help="concurrent grading jobs (default: one per core)")
-    run.add_argument("--prompt-style", default="benchmark", choices=PROMPT_STYLES,
-                     help="benchmark: the benchmark's own prompt; plain/think/chat: the project's templates")
+    run.add_argument(
+        "--prompt-style",
+        default="benchmark",
+        choices=PROMPT_STYLES,
+        help="benchmark: the benchmark's own prompt; plain/think/chat: the project's templates",
+    )
     run.add_argument("--no-chat-template", action="store_true", help="send prompt text raw (base models)")
-    run.add_argument("--reward-config", type=Path, help="reward YAML (limits, sandbox); PPA is off for grading")
+    run.add_argument(
+        "--reward-config", type=Path, help="reward YAML (limits, sandbox); PPA is off for grading"
+    )
     run.add_argument("--no-ppa", action="store_true", help="skip the PPA-vs-golden comparison")
     run.add_argument("--no-plot", action="store_true", help="skip report.png")
     add_sampling_args(run)
-    goldens = sub.add_parser("goldens", help="write each problem's golden design as a Completion record "
-                             "(grade it with `run --samples` to check the toolchain against the errata list)")
+    goldens = sub.add_parser(
+        "goldens",
+        help="write each problem's golden design as a Completion record "
+        "(grade it with `run --samples` to check the toolchain against the errata list)",
+    )
     goldens.add_argument("--suite", required=True, help="one suite, a comma list, or 'all'")
     goldens.add_argument("--data", required=True, type=Path)
     goldens.add_argument("--out", required=True, type=Path, help="output JSONL")
@@ -79,8 +96,10 @@ def _suites(arg: str, data: Path) -> list[str]:
     if arg == "all":
         present = [s for s in sorted(SUITES) if (data / DEFAULT_DIRS[s]).is_dir()]
         if not present:
-            raise BenchmarkError(f"--suite all: no benchmark checkout under {data} "
-                                 f"(looked for {sorted(set(DEFAULT_DIRS.values()))})")
+            raise BenchmarkError(
+                f"--suite all: no benchmark checkout under {data} "
+                f"(looked for {sorted(set(DEFAULT_DIRS.values()))})"
+            )
         return present
     names = [s.strip() for s in arg.split(",") if s.strip()]
     unknown = [s for s in names if s not in SUITES]
@@ -99,7 +118,7 @@ def _load_tasks(args: argparse.Namespace) -> list:
             keep = [t for t in suite_tasks if t.meta["problem"] in problems or t.id in problems]
             matched |= {t.meta["problem"] for t in keep} | {t.id for t in keep}
             suite_tasks = keep
-        tasks.extend(suite_tasks[:args.limit] if args.limit else suite_tasks)
+        tasks.extend(suite_tasks[: args.limit] if args.limit else suite_tasks)
     missing = [p for p in problems or [] if p not in matched]
     if missing:
         raise BenchmarkError(f"problems {missing} are in none of the suites {args.suite} at {args.data}")
@@ -111,8 +130,17 @@ def _samples(args: argparse.Namespace, tasks: list) -> list:
         return load_samples(args.samples, tasks)
     config = sampling_config(args, "raw", chat_template=False if args.no_chat_template else None)
     with tqdm(total=len(tasks) * args.n, desc="sampling", unit="seq") as bar:
-        return draw_samples(tasks, args.model, config, prompt_style=args.prompt_style, base=args.base,
-                            backend=args.backend, device=args.device, dtype=args.dtype, progress=bar.update)
+        return draw_samples(
+            tasks,
+            args.model,
+            config,
+            prompt_style=args.prompt_style,
+            base=args.base,
+            backend=args.backend,
+            device=args.device,
+            dtype=args.dtype,
+            progress=bar.update,
+        )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -124,7 +152,9 @@ def run(args: argparse.Namespace) -> dict:
     start = time.monotonic()
     tasks = _load_tasks(args)
     if not tasks:
-        raise BenchmarkError(f"no problems selected from {args.suite} at {args.data} (check --problems/--limit)")
+        raise BenchmarkError(
+            f"no problems selected from {args.suite} at {args.data} (check --problems/--limit)"
+        )
     samples = _samples(args, tasks)
     timings["sampling_s"] = round(time.monotonic() - start, 2)
     config = load_reward_config(args.reward_config, ppa_enabled=False)
@@ -138,11 +168,21 @@ def run(args: argparse.Namespace) -> dict:
         with tqdm(desc="PPA vs golden", unit="design") as bar:
             ppa = compare_ppa(graded, config, jobs=args.jobs, progress=bar.update)
         timings["ppa_s"] = round(time.monotonic() - t0, 2)
-    summary = {"suites": suites, "ppa_vs_golden": ppa, "exclude_errata": args.exclude_errata,
-               "source": {"model": args.model, "base": args.base, "samples": str(args.samples or "") or None,
-                          "n": args.n if args.model else None, "temperature": args.temperature if args.model else None,
-                          "prompt_style": args.prompt_style if args.model else None},
-               "reward_config": config.to_dict(), "timings": timings}
+    summary = {
+        "suites": suites,
+        "ppa_vs_golden": ppa,
+        "exclude_errata": args.exclude_errata,
+        "source": {
+            "model": args.model,
+            "base": args.base,
+            "samples": str(args.samples or "") or None,
+            "n": args.n if args.model else None,
+            "temperature": args.temperature if args.model else None,
+            "prompt_style": args.prompt_style if args.model else None,
+        },
+        "reward_config": config.to_dict(),
+        "timings": timings,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     write_samples(args.out / "samples.jsonl", graded)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False))
@@ -153,10 +193,13 @@ def run(args: argparse.Namespace) -> dict:
 def _print_summary(summary: dict) -> None:
     for suite, s in summary["suites"].items():
         ks = ", ".join(f"pass@{k}={v:.4f}" for k, v in s["pass_at_k_all_problems"].items() if v is not None)
-        clean = ", ".join(f"pass@{k}={v:.4f}" for k, v in s["pass_at_k_excluding_errata"].items()
-                          if v is not None)
-        print(f"{suite}: {s['problems']} problems, {s['samples']} samples | all: {ks} | "
-              f"without {len(s['errata'])} errata: {clean} | statuses {s['status_counts']}")
+        clean = ", ".join(
+            f"pass@{k}={v:.4f}" for k, v in s["pass_at_k_excluding_errata"].items() if v is not None
+        )
+        print(
+            f"{suite}: {s['problems']} problems, {s['samples']} samples | all: {ks} | "
+            f"without {len(s['errata'])} errata: {clean} | statuses {s['status_counts']}"
+        )
 
 
 def write_goldens(args: argparse.Namespace) -> int:
@@ -165,7 +208,11 @@ def write_goldens(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as handle:
         for task in tasks:
-            record = {"task_id": task.id, "completion": f"```verilog\n{task.reference}\n```\n", "sample_index": 0}
+            record = {
+                "task_id": task.id,
+                "completion": f"```verilog\n{task.reference}\n```\n",
+                "sample_index": 0,
+            }
             handle.write(json.dumps(record) + "\n")
     print(f"wrote {len(tasks)} golden completions to {args.out}")
     return 0

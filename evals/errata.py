@@ -7,9 +7,11 @@ are always graded and always reported; they leave the pass@k denominators only w
 
 from __future__ import annotations
 
-_TIMEOUT = ("the test bench prints TIMEOUT: under Icarus Verilog 11 its stimulus outlives the bench's "
-            "1,000,000 ps budget, which the official grader counts as a failure")
-_CASTS = "Icarus Verilog 11 cannot compile the golden (\"sorry: This cast operation is not yet supported\")"
+_TIMEOUT = (
+    "the test bench prints TIMEOUT: under Icarus Verilog 11 its stimulus outlives the bench's "
+    "1,000,000 ps budget, which the official grader counts as a failure"
+)
+_CASTS = 'Icarus Verilog 11 cannot compile the golden ("sorry: This cast operation is not yet supported")'
 
 _V2_COMMON = {
     "Prob082_lfsr32": _TIMEOUT,
@@ -19,7 +21,7 @@ _V2_COMMON = {
 }
 
 _RTLLM = {
-    "asyn_fifo": "Icarus Verilog 11 cannot compile the test bench (\"sorry: break statements not supported\")",
+    "asyn_fifo": 'Icarus Verilog 11 cannot compile the test bench ("sorry: break statements not supported")',
     "div_16bit": "the test bench declares 'expected_result' twice and does not compile",
     "radix2_div": "the golden fails its own test bench (3 wrong quotients)",
 }

@@ -65,7 +65,8 @@ def _v2_root(path: Path, suite: str) -> Path:
             return candidate
     raise BenchmarkError(
         f"no VerilogEval v2 problems for {suite} under {path}: expected {sub}/ProbNNN_name_prompt.txt. "
-        "Point --data at the verilog-eval checkout (or its dataset_* folder).")
+        "Point --data at the verilog-eval checkout (or its dataset_* folder)."
+    )
 
 
 def load_verilogeval_v2(path: str | Path, suite: str) -> list[Task]:
@@ -79,16 +80,23 @@ def load_verilogeval_v2(path: str | Path, suite: str) -> list[Task]:
             raise BenchmarkError(f"{prompt_file}: missing {ref_file.name} or {test_file.name} next to it")
         ref = ref_file.read_text()
         ifc_file = root / f"{name}_ifc.txt"
-        tasks.append(Task(
-            id=f"{suite}/{name}",
-            prompt=prompt_file.read_text().strip() + "\n",
-            top_module="TopModule",
-            reference=rename_module(ref, "RefModule", "TopModule"),
-            testbench=test_file.read_text().rstrip() + "\n\n" + ref,
-            interface=ifc_file.read_text().strip() + "\n" if ifc_file.is_file() else None,
-            meta={"suite": suite, "problem": name, "pass_rule": "mismatches", "golden_module": "RefModule",
-                  "files": {}},
-        ))
+        tasks.append(
+            Task(
+                id=f"{suite}/{name}",
+                prompt=prompt_file.read_text().strip() + "\n",
+                top_module="TopModule",
+                reference=rename_module(ref, "RefModule", "TopModule"),
+                testbench=test_file.read_text().rstrip() + "\n\n" + ref,
+                interface=ifc_file.read_text().strip() + "\n" if ifc_file.is_file() else None,
+                meta={
+                    "suite": suite,
+                    "problem": name,
+                    "pass_rule": "mismatches",
+                    "golden_module": "RefModule",
+                    "files": {},
+                },
+            )
+        )
     return tasks
 
 
@@ -111,7 +119,8 @@ def _v1_files(path: Path, split: str) -> tuple[Path, Path]:
             return data, desc
     raise BenchmarkError(
         f"no VerilogEval v1 {split} files under {path}: expected data/VerilogEval_{split}.jsonl and "
-        f"descriptions/VerilogDescription_{split}.jsonl. Point --data at the verilog-eval v1 checkout.")
+        f"descriptions/VerilogDescription_{split}.jsonl. Point --data at the verilog-eval v1 checkout."
+    )
 
 
 def load_verilogeval_v1(path: str | Path, suite: str) -> list[Task]:
@@ -124,16 +133,23 @@ def load_verilogeval_v1(path: str | Path, suite: str) -> list[Task]:
         if name not in descriptions:
             raise BenchmarkError(f"{data_file}: problem {name!r} has no description in {desc_file}")
         header = rec["prompt"].strip() + "\n"
-        tasks.append(Task(
-            id=f"{suite}/{name}",
-            prompt=f"{descriptions[name].strip()}\n\n{header}",
-            top_module="top_module",
-            reference=header + rec["canonical_solution"].rstrip() + "\n",
-            testbench=rec["test"],
-            interface=header,
-            meta={"suite": suite, "problem": name, "pass_rule": "mismatches",
-                  "golden_module": "reference_module", "files": {}},
-        ))
+        tasks.append(
+            Task(
+                id=f"{suite}/{name}",
+                prompt=f"{descriptions[name].strip()}\n\n{header}",
+                top_module="top_module",
+                reference=header + rec["canonical_solution"].rstrip() + "\n",
+                testbench=rec["test"],
+                interface=header,
+                meta={
+                    "suite": suite,
+                    "problem": name,
+                    "pass_rule": "mismatches",
+                    "golden_module": "reference_module",
+                    "files": {},
+                },
+            )
+        )
     return tasks
 
 
@@ -143,7 +159,8 @@ def find_rtllm_designs(root: Path) -> list[Path]:
     for folder, _dirs, files in os.walk(root):
         names = set(files)
         if {"design_description.txt", "testbench.v"} <= names and any(
-                n.startswith("verified_") and n.endswith(".v") for n in names):
+            n.startswith("verified_") and n.endswith(".v") for n in names
+        ):
             found.append(Path(folder))
     return sorted(found)
 
@@ -153,7 +170,9 @@ def _rtllm_top(folder: Path, description: str, testbench: str) -> str:
     if match and re.search(rf"\b{match.group(1)}\b\s*(#|[A-Za-z_])", testbench):
         return match.group(1)
     declared = set(module_names(testbench))
-    for name in re.findall(r"^\s*([A-Za-z_]\w*)\s+(?:#\s*\(.*?\)\s*)?[A-Za-z_]\w*\s*\(", testbench, re.M | re.S):
+    for name in re.findall(
+        r"^\s*([A-Za-z_]\w*)\s+(?:#\s*\(.*?\)\s*)?[A-Za-z_]\w*\s*\(", testbench, re.M | re.S
+    ):
         if name not in declared and name not in ("module", "task", "function", "always", "initial"):
             return name
     raise BenchmarkError(f"{folder}: cannot tell the design's module name from the description or test bench")
@@ -161,9 +180,15 @@ def _rtllm_top(folder: Path, description: str, testbench: str) -> str:
 
 def _golden_top(source: str, folder: Path) -> str:
     names = module_names(source)
-    uninstantiated = [n for n in names
-                      if not any(re.search(rf"^\s*{n}\b\s*(#|[A-Za-z_])", body, re.M)
-                                 for other, body in _module_bodies(source).items() if other != n)]
+    uninstantiated = [
+        n
+        for n in names
+        if not any(
+            re.search(rf"^\s*{n}\b\s*(#|[A-Za-z_])", body, re.M)
+            for other, body in _module_bodies(source).items()
+            if other != n
+        )
+    ]
     if len(uninstantiated) == 1:
         return uninstantiated[0]
     raise BenchmarkError(f"{folder}: golden declares {names}; cannot tell which is the top module")
@@ -197,7 +222,8 @@ def load_rtllm(path: str | Path, suite: str) -> list[Task]:
     if not folders:
         raise BenchmarkError(
             f"no RTLLM designs under {root}: expected folders holding design_description.txt, testbench.v "
-            "and verified_<design>.v. Point --data at the RTLLM checkout.")
+            "and verified_<design>.v. Point --data at the RTLLM checkout."
+        )
     tasks, seen = [], {}
     for folder in folders:
         description = (folder / "design_description.txt").read_text()
@@ -211,13 +237,24 @@ def load_rtllm(path: str | Path, suite: str) -> list[Task]:
         if name in seen:
             raise BenchmarkError(f"two RTLLM designs are named {name!r}: {seen[name]} and {folder}")
         seen[name] = folder
-        tasks.append(Task(
-            id=f"{suite}/{name}", prompt=description.strip() + "\n", top_module=top, reference=reference,
-            testbench=testbench, interface=None,
-            meta={"suite": suite, "problem": name, "pass_rule": "rtllm", "golden_module": None,
-                  "category": folder.parent.relative_to(root).as_posix() if folder.parent != root else "",
-                  "files": _data_files(folder, testbench)},
-        ))
+        tasks.append(
+            Task(
+                id=f"{suite}/{name}",
+                prompt=description.strip() + "\n",
+                top_module=top,
+                reference=reference,
+                testbench=testbench,
+                interface=None,
+                meta={
+                    "suite": suite,
+                    "problem": name,
+                    "pass_rule": "rtllm",
+                    "golden_module": None,
+                    "category": folder.parent.relative_to(root).as_posix() if folder.parent != root else "",
+                    "files": _data_files(folder, testbench),
+                },
+            )
+        )
     return tasks
 
 
@@ -241,8 +278,9 @@ DEFAULT_DIRS = {
 """Folder of each suite under a benchmarks root holding several checkouts (e.g. ``../shared/benchmarks``)."""
 
 
-def load_suite(suite: str, path: str | Path, problems: list[str] | None = None,
-               limit: int | None = None) -> list[Task]:
+def load_suite(
+    suite: str, path: str | Path, problems: list[str] | None = None, limit: int | None = None
+) -> list[Task]:
     """Load ``suite`` from ``path`` (its checkout, or a root holding it under :data:`DEFAULT_DIRS`).
 
     ``problems`` keeps only those problem names (or full ids); ``limit`` keeps the first ``limit`` tasks.
@@ -259,7 +297,8 @@ def load_suite(suite: str, path: str | Path, problems: list[str] | None = None,
     if not nested.is_dir() and any((path / d).is_dir() for d in set(DEFAULT_DIRS.values())):
         raise BenchmarkError(
             f"{path} holds benchmark checkouts but no {DEFAULT_DIRS[suite]}/ for suite {suite}; "
-            f"point --data at the {suite} checkout itself")
+            f"point --data at the {suite} checkout itself"
+        )
     tasks = SUITES[suite](nested if nested.is_dir() else path, suite)
     if problems:
         wanted = {p.split("/", 1)[1] if p.startswith(f"{suite}/") else p for p in problems}

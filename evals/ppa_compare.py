@@ -48,22 +48,43 @@ def measure(task: Task, code: str, config: RewardConfig, *, golden: bool = False
     synth_limits = limits_for(config, config.synth_cpu_s)
     sta_limits = limits_for(config, config.sta_cpu_s)
     if golden:
-        figures = ppa.golden_figures(task, clock, liberty=liberty, synth_limits=synth_limits,
-                                     sta_limits=sta_limits, sandbox=config.sandbox)
+        figures = ppa.golden_figures(
+            task,
+            clock,
+            liberty=liberty,
+            synth_limits=synth_limits,
+            sta_limits=sta_limits,
+            sandbox=config.sandbox,
+        )
     else:
-        figures = ppa.measure(code, task.top_module, clock, liberty=liberty, synth_limits=synth_limits,
-                              sta_limits=sta_limits, sandbox=config.sandbox)
+        figures = ppa.measure(
+            code,
+            task.top_module,
+            clock,
+            liberty=liberty,
+            synth_limits=synth_limits,
+            sta_limits=sta_limits,
+            sandbox=config.sandbox,
+        )
     if not figures.ok:
         raise PPAError(f"{'golden' if golden else 'sample'} of {task.id}: {figures.error}")
     area, delay, power = figures.synth.area, figures.sta.delay_ns, figures.sta.power_mw
     product = ppa.cost("area_delay_power", area, delay, power)
-    return {"area": ppa.cost("area", area, delay, power), "delay": ppa.cost("delay", area, delay, power),
-            "power": product / ppa.cost("area_delay", area, delay, power), "product": product,
-            "raw_area": area, "raw_delay_ns": delay, "raw_power_mw": power}
+    return {
+        "area": ppa.cost("area", area, delay, power),
+        "delay": ppa.cost("delay", area, delay, power),
+        "power": product / ppa.cost("area_delay", area, delay, power),
+        "product": product,
+        "raw_area": area,
+        "raw_delay_ns": delay,
+        "raw_power_mw": power,
+    }
 
 
 def _ratios(sample: dict[str, float], golden: dict[str, float]) -> dict[str, float | None]:
-    return {m: sample[m] / golden[m] if sample.get(m) is not None and golden.get(m) else None for m in METRICS}
+    return {
+        m: sample[m] / golden[m] if sample.get(m) is not None and golden.get(m) else None for m in METRICS
+    }
 
 
 def _distinct_passing(graded: Sequence[GradedSample]) -> dict[str, dict[str, tuple[Task, str, list]]]:
@@ -89,8 +110,13 @@ def _safe_measure(task: Task, code: str, config: RewardConfig, golden: bool) -> 
         return f"{type(exc).__name__}: {exc}"
 
 
-def compare_ppa(graded: Sequence[GradedSample], config: RewardConfig, *, jobs: int | None = None,
-                progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+def compare_ppa(
+    graded: Sequence[GradedSample],
+    config: RewardConfig,
+    *,
+    jobs: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Compare every passing design with its golden; returns per-design ratios and counts.
 
     Also stores each measured sample's figures and ratios in ``GradedSample.ppa``. ``progress(n)`` is
@@ -102,6 +128,7 @@ def compare_ppa(graded: Sequence[GradedSample], config: RewardConfig, *, jobs: i
         task = next(iter(codes.values()))[0]
         work.append((task_id, None, task, task.reference))
         work.extend((task_id, key, task, code) for key, (task, code, _) in codes.items())
+
     def run(item: tuple[str, str | None, Task, str]) -> dict[str, float] | str:
         result = _safe_measure(item[2], item[3], config, item[1] is None)
         if progress:
@@ -135,7 +162,9 @@ def compare_ppa(graded: Sequence[GradedSample], config: RewardConfig, *, jobs: i
     return report
 
 
-def _record_design(report: dict[str, Any], task_id: str, golden: dict[str, float], ratios: list[dict]) -> None:
+def _record_design(
+    report: dict[str, Any], task_id: str, golden: dict[str, float], ratios: list[dict]
+) -> None:
     best = {m: min((r[m] for r in ratios if r[m] is not None), default=None) for m in METRICS}
     report["designs"][task_id] = {"golden": golden, "ratio": best, "distinct_passing": len(ratios)}
     report["counts"]["compared"] += 1

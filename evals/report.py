@@ -16,8 +16,12 @@ def _fmt(value: float | None) -> str:
 
 def _suite_table(suites: dict[str, Any]) -> list[str]:
     ks = sorted({int(k) for s in suites.values() for k in s["pass_at_k_all_problems"]})
-    head = ["suite", "problems", "n"] + [f"pass@{k} all" for k in ks] + [f"pass@{k} w/o errata" for k in ks] \
+    head = (
+        ["suite", "problems", "n"]
+        + [f"pass@{k} all" for k in ks]
+        + [f"pass@{k} w/o errata" for k in ks]
         + ["errata (solved)", "infra errors"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in suites.items():
         row = [name, str(s["problems"]), str(s["samples_per_problem"])]
@@ -32,7 +36,9 @@ def _status_table(suites: dict[str, Any]) -> list[str]:
     statuses = sorted({st for s in suites.values() for st in s["status_counts"]})
     lines = ["| suite | " + " | ".join(statuses) + " |", "|---|" + "---|" * len(statuses)]
     for name, s in suites.items():
-        lines.append(f"| {name} | " + " | ".join(str(s["status_counts"].get(st, 0)) for st in statuses) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join(str(s["status_counts"].get(st, 0)) for st in statuses) + " |"
+        )
     return lines
 
 
@@ -40,19 +46,38 @@ def _ppa_section(ppa: dict[str, Any]) -> list[str]:
     if not ppa or not ppa.get("designs"):
         return ["No passing design was compared with its golden."]
     counts = ppa["counts"]
-    lines = [f"Designs compared: {counts['compared']} (best passing sample per design, synthesised like the golden).",
-             "", "| metric | beats golden | ties | worse |", "|---|---|---|---|"]
+    lines = [
+        f"Designs compared: {counts['compared']} (best passing sample per design, synthesised like the golden).",
+        "",
+        "| metric | beats golden | ties | worse |",
+        "|---|---|---|---|",
+    ]
     for metric in ("area", "delay", "power", "product"):
-        lines.append(f"| {metric} | {counts[f'beats_{metric}']} | {counts.get(f'ties_{metric}', 0)} | "
-                     f"{counts.get(f'worse_{metric}', 0)} |")
-    lines += ["", "| design | area ratio | delay ratio | power ratio | product ratio |", "|---|---|---|---|---|"]
+        lines.append(
+            f"| {metric} | {counts[f'beats_{metric}']} | {counts.get(f'ties_{metric}', 0)} | "
+            f"{counts.get(f'worse_{metric}', 0)} |"
+        )
+    lines += [
+        "",
+        "| design | area ratio | delay ratio | power ratio | product ratio |",
+        "|---|---|---|---|---|",
+    ]
     for task_id, design in sorted(ppa["designs"].items()):
         ratio = design.get("ratio", {})
-        lines.append(f"| {task_id} | " + " | ".join(
-            "—" if ratio.get(m) is None else f"{ratio[m]:.3f}" for m in ("area", "delay", "power", "product")) + " |")
+        lines.append(
+            f"| {task_id} | "
+            + " | ".join(
+                "—" if ratio.get(m) is None else f"{ratio[m]:.3f}"
+                for m in ("area", "delay", "power", "product")
+            )
+            + " |"
+        )
     if ppa.get("errors"):
-        lines += ["", f"PPA could not be measured for {len(ppa['errors'])} designs: "
-                  + ", ".join(sorted(ppa["errors"])[:20])]
+        lines += [
+            "",
+            f"PPA could not be measured for {len(ppa['errors'])} designs: "
+            + ", ".join(sorted(ppa["errors"])[:20]),
+        ]
     return lines
 
 
@@ -63,13 +88,20 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines = ["# Evaluation report", ""]
     source = summary.get("source", {})
     if source.get("model"):
-        lines.append(f"Model: `{source['model']}`" + (f" on base `{source['base']}`" if source.get("base") else "")
-                     + f", n={source['n']}, temperature={source['temperature']}, prompts: {source['prompt_style']}.")
+        lines.append(
+            f"Model: `{source['model']}`"
+            + (f" on base `{source['base']}`" if source.get("base") else "")
+            + f", n={source['n']}, temperature={source['temperature']}, prompts: {source['prompt_style']}."
+        )
     elif source.get("samples"):
         lines.append(f"Samples graded from `{source['samples']}`.")
     lines += ["", f"## pass@k (%, unbiased estimator; headline {headline})", ""] + _suite_table(suites)
     lines += ["", "## Statuses (samples)", ""] + _status_table(suites)
-    lines += ["", "## Known errata (graded, reported; excluded from denominators only with --exclude-errata)", ""]
+    lines += [
+        "",
+        "## Known errata (graded, reported; excluded from denominators only with --exclude-errata)",
+        "",
+    ]
     for s in suites.values():
         for task_id, why in s["errata"].items():
             solved = "solved" if task_id in s["errata_solved"] else "not solved"

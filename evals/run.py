@@ -58,12 +58,21 @@ class GradedSample:
     def to_record(self) -> dict[str, Any]:
         """The ``samples.jsonl`` line for this sample."""
         suite, problem = split_task_id(self.task_id)
-        record = {"task_id": self.task_id, "suite": suite, "problem": problem,
-                  "sample_index": self.sample.sample_index, "passed": self.result.passed,
-                  "status": self.result.status.value, "reward": self.result.reward,
-                  "levels": self.result.levels, "metrics": self.result.metrics, "log": self.result.log,
-                  "erratum": erratum(self.task_id), "interface_prefixed": self.interface_prefixed,
-                  "completion": self.sample.completion}
+        record = {
+            "task_id": self.task_id,
+            "suite": suite,
+            "problem": problem,
+            "sample_index": self.sample.sample_index,
+            "passed": self.result.passed,
+            "status": self.result.status.value,
+            "reward": self.result.reward,
+            "levels": self.result.levels,
+            "metrics": self.result.metrics,
+            "log": self.result.log,
+            "erratum": erratum(self.task_id),
+            "interface_prefixed": self.interface_prefixed,
+            "completion": self.sample.completion,
+        }
         if self.ppa:
             record["ppa_vs_golden"] = self.ppa
         return record
@@ -88,9 +97,18 @@ def prepare_completion(task: Task, completion: str) -> tuple[str, bool]:
     return completion, False
 
 
-def draw_samples(tasks: Sequence[Task], checkpoint: str | Path, sampling, *, prompt_style: str = "benchmark",
-                 base: str | Path | None = None, backend: str = "auto", device: str | None = None,
-                 dtype=None, progress: Callable[[int], None] | None = None) -> list[Sample]:
+def draw_samples(
+    tasks: Sequence[Task],
+    checkpoint: str | Path,
+    sampling,
+    *,
+    prompt_style: str = "benchmark",
+    base: str | Path | None = None,
+    backend: str = "auto",
+    device: str | None = None,
+    dtype=None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Sample]:
     """Draw ``sampling.n`` completions per task from ``checkpoint`` (see :mod:`rollout.sampling`).
 
     ``sampling`` is a :class:`rollout.sampling.SamplingConfig`; its ``style`` is replaced by the one
@@ -102,12 +120,26 @@ def draw_samples(tasks: Sequence[Task], checkpoint: str | Path, sampling, *, pro
 
     specs = [spec_for(t, prompt_style) for t in tasks]
     style = specs[0][1] if specs else "raw"
-    config = replace(sampling, style=style,
-                     chat_template=True if sampling.chat_template is None else sampling.chat_template)
-    completions = sample_completions(checkpoint, [s for s, _ in specs], config, base=base, backend=backend,
-                                     device=device, dtype=dtype, progress=progress)
-    return [Sample(task, index, text) for task, texts in zip(tasks, completions, strict=True)
-            for index, text in enumerate(texts)]
+    config = replace(
+        sampling,
+        style=style,
+        chat_template=True if sampling.chat_template is None else sampling.chat_template,
+    )
+    completions = sample_completions(
+        checkpoint,
+        [s for s, _ in specs],
+        config,
+        base=base,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+    )
+    return [
+        Sample(task, index, text)
+        for task, texts in zip(tasks, completions, strict=True)
+        for index, text in enumerate(texts)
+    ]
 
 
 def _resolve_id(raw_id: str, tasks: dict[str, Task], suites: set[str]) -> str | None:
@@ -141,13 +173,18 @@ def load_samples(path: str | Path, tasks: Sequence[Task], *, strict: bool = Fals
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise SamplesFileError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict) or not isinstance(record.get("task_id"), str) \
-                or not isinstance(record.get("completion"), str):
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("task_id"), str)
+            or not isinstance(record.get("completion"), str)
+        ):
             raise SamplesFileError(f"{path}:{number}: need string fields 'task_id' and 'completion'")
         task_id = _resolve_id(record["task_id"], by_id, suites)
         if task_id is None:
             if strict:
-                raise SamplesFileError(f"{path}:{number}: task {record['task_id']!r} is not in the selected suites")
+                raise SamplesFileError(
+                    f"{path}:{number}: task {record['task_id']!r} is not in the selected suites"
+                )
             skipped[record["task_id"]] += 1
             continue
         index = record.get("sample_index", next_index[task_id])
@@ -158,14 +195,24 @@ def load_samples(path: str | Path, tasks: Sequence[Task], *, strict: bool = Fals
     return samples
 
 
-def grade_samples(samples: Sequence[Sample], config: RewardConfig, *, jobs: int | None = None,
-                  progress: Callable[[int], None] | None = None) -> list[GradedSample]:
+def grade_samples(
+    samples: Sequence[Sample],
+    config: RewardConfig,
+    *,
+    jobs: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[GradedSample]:
     """Grade every sample with the reward core (its hardened test-bench path for benchmark tasks)."""
     prepared = [prepare_completion(s.task, s.completion) for s in samples]
-    results = score_batch([(s.task, text) for s, (text, _) in zip(samples, prepared, strict=True)],
-                          config, jobs=jobs, progress=progress)
-    return [GradedSample(s, r, prefixed)
-            for s, r, (_, prefixed) in zip(samples, results, prepared, strict=True)]
+    results = score_batch(
+        [(s.task, text) for s, (text, _) in zip(samples, prepared, strict=True)],
+        config,
+        jobs=jobs,
+        progress=progress,
+    )
+    return [
+        GradedSample(s, r, prefixed) for s, r, (_, prefixed) in zip(samples, results, prepared, strict=True)
+    ]
 
 
 def _pass_at_k_table(counts: dict[str, tuple[int, int]], ks: Sequence[int]) -> dict[str, float | None]:
@@ -176,8 +223,9 @@ def _pass_at_k_table(counts: dict[str, tuple[int, int]], ks: Sequence[int]) -> d
     return table
 
 
-def summarize_suite(graded: Sequence[GradedSample], tasks: Sequence[Task], *, ks: Sequence[int],
-                    exclude_errata: bool) -> dict[str, Any]:
+def summarize_suite(
+    graded: Sequence[GradedSample], tasks: Sequence[Task], *, ks: Sequence[int], exclude_errata: bool
+) -> dict[str, Any]:
     """pass@k (all problems, and without errata), status counts and errata handling for one suite.
 
     Samples whose grading hit an infrastructure error are left out of ``n`` for their problem (a broken
@@ -211,8 +259,9 @@ def summarize_suite(graded: Sequence[GradedSample], tasks: Sequence[Task], *, ks
         "passed_samples": sum(g.result.passed for g in graded),
         "status_counts": dict(Counter(g.result.status.value for g in graded).most_common()),
         "infra_errors": sum(g.result.status is Status.INFRA_ERROR and not erratum(g.task_id) for g in graded),
-        "errata_infra_errors": sum(g.result.status is Status.INFRA_ERROR and bool(erratum(g.task_id))
-                                   for g in graded),
+        "errata_infra_errors": sum(
+            g.result.status is Status.INFRA_ERROR and bool(erratum(g.task_id)) for g in graded
+        ),
         "errata": {tid: erratum(tid) for tid in errata},
         "errata_excluded": exclude_errata,
         "errata_solved": sorted(tid for tid in errata if counts[tid][1] > 0),
@@ -220,8 +269,13 @@ def summarize_suite(graded: Sequence[GradedSample], tasks: Sequence[Task], *, ks
     }
 
 
-def summarize(graded: Sequence[GradedSample], tasks: Sequence[Task], *, ks: Sequence[int] = DEFAULT_KS,
-              exclude_errata: bool = False) -> dict[str, Any]:
+def summarize(
+    graded: Sequence[GradedSample],
+    tasks: Sequence[Task],
+    *,
+    ks: Sequence[int] = DEFAULT_KS,
+    exclude_errata: bool = False,
+) -> dict[str, Any]:
     """Summary over all suites present in ``tasks`` (keyed by suite name)."""
     by_suite_tasks: dict[str, list[Task]] = defaultdict(list)
     by_suite_graded: dict[str, list[GradedSample]] = defaultdict(list)
@@ -229,8 +283,10 @@ def summarize(graded: Sequence[GradedSample], tasks: Sequence[Task], *, ks: Sequ
         by_suite_tasks[split_task_id(task.id)[0]].append(task)
     for g in graded:
         by_suite_graded[split_task_id(g.task_id)[0]].append(g)
-    return {suite: summarize_suite(by_suite_graded[suite], suite_tasks, ks=ks, exclude_errata=exclude_errata)
-            for suite, suite_tasks in by_suite_tasks.items()}
+    return {
+        suite: summarize_suite(by_suite_graded[suite], suite_tasks, ks=ks, exclude_errata=exclude_errata)
+        for suite, suite_tasks in by_suite_tasks.items()
+    }
 
 
 def write_samples(path: Path, graded: Sequence[GradedSample]) -> None:

@@ -43,8 +43,9 @@ def read_specs(path: Path) -> list[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rollout", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m rollout", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sample = sub.add_parser("sample", help="draw completions for a task file")
     sample.add_argument("--model", required=True, help="checkpoint dir (full, merged, or LoRA adapter)")
@@ -61,14 +62,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with tqdm(total=len(specs) * args.n, desc="sampling", unit="seq") as bar:
-        completions = sample_completions(args.model, [p for _, p in specs], config, base=args.base,
-                                         backend=args.backend, device=args.device, dtype=args.dtype,
-                                         progress=bar.update)
+        completions = sample_completions(
+            args.model,
+            [p for _, p in specs],
+            config,
+            base=args.base,
+            backend=args.backend,
+            device=args.device,
+            dtype=args.dtype,
+            progress=bar.update,
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as handle:
         for (task_id, _), texts in zip(specs, completions, strict=True):
             for index, text in enumerate(texts):
-                handle.write(json.dumps({"task_id": task_id, "completion": text, "sample_index": index}) + "\n")
+                handle.write(
+                    json.dumps({"task_id": task_id, "completion": text, "sample_index": index}) + "\n"
+                )
     print(f"wrote {sum(len(c) for c in completions)} completions to {args.out}")
     return 0
 

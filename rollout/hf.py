@@ -14,9 +14,19 @@ def _has_bos(tokenizer, texts: Sequence[str]) -> bool:
     return bool(bos) and all(t.startswith(bos) for t in texts)
 
 
-def sample_hf(model, tokenizer, prompts: Sequence[str], *, n: int = 1, temperature: float = 0.8,
-              top_p: float = 0.95, max_new_tokens: int = 1024, batch_size: int = 8, seed: int = 0,
-              progress: Callable[[int], None] | None = None) -> list[list[str]]:
+def sample_hf(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    n: int = 1,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    max_new_tokens: int = 1024,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[str]]:
     """Draw ``n`` completions for each prompt; returns one list of ``n`` strings per prompt, in order.
 
     Prompts are fed as text (apply a chat template first, e.g. with ``rollout.prompts.render_prompt``).
@@ -31,20 +41,26 @@ def sample_hf(model, tokenizer, prompts: Sequence[str], *, n: int = 1, temperatu
     flat = [(index, prompt) for index, prompt in enumerate(prompts) for _ in range(n)]
     out: list[list[str]] = [[] for _ in prompts]
     device = next(model.parameters()).device
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {
-        "do_sample": False}
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p}
+        if temperature > 0
+        else {"do_sample": False}
+    )
     for batch_index, start in enumerate(range(0, len(flat), batch_size)):
-        chunk = flat[start:start + batch_size]
+        chunk = flat[start : start + batch_size]
         texts = [p for _, p in chunk]
-        encoded = tokenizer(texts, return_tensors="pt", padding=True,
-                            add_special_tokens=not _has_bos(tokenizer, texts)).to(device)
+        encoded = tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=not _has_bos(tokenizer, texts)
+        ).to(device)
         torch.manual_seed(seed + batch_index)
         with torch.no_grad():
-            generated = model.generate(**encoded, max_new_tokens=max_new_tokens,
-                                       pad_token_id=tokenizer.pad_token_id, **sampling)
-        new_tokens = generated[:, encoded["input_ids"].shape[1]:]
-        for (index, _), text in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True),
-                                    strict=True):
+            generated = model.generate(
+                **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+            )
+        new_tokens = generated[:, encoded["input_ids"].shape[1] :]
+        for (index, _), text in zip(
+            chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True
+        ):
             out[index].append(text)
         if progress:
             progress(len(chunk))

@@ -35,7 +35,8 @@ def adapter_base(checkpoint: str | Path, base: str | Path | None = None) -> str:
     if not recorded:
         raise CheckpointError(
             f"LoRA adapter {checkpoint} does not record its base model (base_model_name_or_path is empty): "
-            "pass the base checkpoint with --base")
+            "pass the base checkpoint with --base"
+        )
     return recorded
 
 
@@ -69,8 +70,7 @@ def load_tokenizer(checkpoint: str | Path, base: str | Path | None = None):
     return tokenizer
 
 
-def load_policy(checkpoint: str | Path, *, base: str | Path | None = None, device: str = "cpu",
-                dtype=None):
+def load_policy(checkpoint: str | Path, *, base: str | Path | None = None, device: str = "cpu", dtype=None):
     """Load ``(model, tokenizer)`` ready for generation (eval mode, on ``device``).
 
     Args:
@@ -86,7 +86,9 @@ def load_policy(checkpoint: str | Path, *, base: str | Path | None = None, devic
 
     path = Path(checkpoint)
     if not path.exists() and str(checkpoint).startswith((".", "/", "~")):
-        raise CheckpointError(f"checkpoint {checkpoint} does not exist; pass a model directory or LoRA adapter dir")
+        raise CheckpointError(
+            f"checkpoint {checkpoint} does not exist; pass a model directory or LoRA adapter dir"
+        )
     torch_dtype = resolve_dtype(dtype, device)
     if is_adapter(path):
         from peft import PeftModel

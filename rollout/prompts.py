@@ -88,5 +88,6 @@ def render_prompt(tokenizer, spec: str, *, style: str = "plain", chat_template: 
     use_template = style == "chat" if chat_template is None else chat_template
     if use_template and getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
-            build_messages(spec, style=style), tokenize=False, add_generation_prompt=True)
+            build_messages(spec, style=style), tokenize=False, add_generation_prompt=True
+        )
     return build_prompt(spec, style=style)

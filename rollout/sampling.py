@@ -25,16 +25,21 @@ class SamplingConfig:
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     style: str = field(default="chat", metadata={"help": "prompt style: plain | think | chat | raw"})
     chat_template: bool | None = field(
-        default=None, metadata={"help": "wrap prompts in the tokenizer's chat template (default: style == chat)"})
+        default=None,
+        metadata={"help": "wrap prompts in the tokenizer's chat template (default: style == chat)"},
+    )
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise ValueError(
                 f"SamplingConfig(n={self.n}, max_new_tokens={self.max_new_tokens}, batch_size={self.batch_size}): "
-                "all must be >= 1")
+                "all must be >= 1"
+            )
         if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"SamplingConfig(temperature={self.temperature}, top_p={self.top_p}): "
-                             "need temperature >= 0 and 0 < top_p <= 1")
+            raise ValueError(
+                f"SamplingConfig(temperature={self.temperature}, top_p={self.top_p}): "
+                "need temperature >= 0 and 0 < top_p <= 1"
+            )
 
 
 def _sample_with_hf(checkpoint, specs, config, *, base, device, dtype, progress):
@@ -42,10 +47,21 @@ def _sample_with_hf(checkpoint, specs, config, *, base, device, dtype, progress)
     from rollout.model import load_policy
 
     model, tokenizer = load_policy(checkpoint, base=base, device=device, dtype=dtype)
-    prompts = [render_prompt(tokenizer, s, style=config.style, chat_template=config.chat_template) for s in specs]
-    return sample_hf(model, tokenizer, prompts, n=config.n, temperature=config.temperature, top_p=config.top_p,
-                     max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, seed=config.seed,
-                     progress=progress)
+    prompts = [
+        render_prompt(tokenizer, s, style=config.style, chat_template=config.chat_template) for s in specs
+    ]
+    return sample_hf(
+        model,
+        tokenizer,
+        prompts,
+        n=config.n,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        progress=progress,
+    )
 
 
 def _sample_with_vllm(checkpoint, specs, config, *, base, device, dtype, progress):
@@ -53,10 +69,21 @@ def _sample_with_vllm(checkpoint, specs, config, *, base, device, dtype, progres
     from rollout.vllm import load_vllm, sample_vllm
 
     tokenizer = load_tokenizer(checkpoint, adapter_base(checkpoint, base) if is_adapter(checkpoint) else base)
-    prompts = [render_prompt(tokenizer, s, style=config.style, chat_template=config.chat_template) for s in specs]
+    prompts = [
+        render_prompt(tokenizer, s, style=config.style, chat_template=config.chat_template) for s in specs
+    ]
     llm, lora = load_vllm(checkpoint, base=base, dtype=dtype or "auto", seed=config.seed)
-    out = sample_vllm(llm, tokenizer, prompts, n=config.n, temperature=config.temperature, top_p=config.top_p,
-                      max_new_tokens=config.max_new_tokens, seed=config.seed, lora_request=lora)
+    out = sample_vllm(
+        llm,
+        tokenizer,
+        prompts,
+        n=config.n,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+        lora_request=lora,
+    )
     if progress:
         progress(len(prompts) * config.n)
     return out
@@ -72,13 +99,23 @@ def pick_backend(name: str) -> str:
 
         return "vllm" if vllm_available() else "hf"
     if name not in BACKENDS:
-        raise ValueError(f"unknown sampling backend {name!r}; valid backends are {sorted(BACKENDS)} or 'auto'")
+        raise ValueError(
+            f"unknown sampling backend {name!r}; valid backends are {sorted(BACKENDS)} or 'auto'"
+        )
     return name
 
 
-def sample_completions(checkpoint: str | Path, specs: Sequence[str], config: SamplingConfig, *,
-                       base: str | Path | None = None, backend: str = "auto", device: str | None = None,
-                       dtype=None, progress: Callable[[int], None] | None = None) -> list[list[str]]:
+def sample_completions(
+    checkpoint: str | Path,
+    specs: Sequence[str],
+    config: SamplingConfig,
+    *,
+    base: str | Path | None = None,
+    backend: str = "auto",
+    device: str | None = None,
+    dtype=None,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[str]]:
     """Load ``checkpoint`` (full, LoRA adapter or merged) and draw ``config.n`` completions per spec.
 
     Specs are turned into prompts with :func:`rollout.prompts.render_prompt` (``config.style``).
@@ -90,8 +127,9 @@ def sample_completions(checkpoint: str | Path, specs: Sequence[str], config: Sam
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     log.info("sampling %d prompts x %d with %s on %s", len(specs), config.n, name, device)
-    return BACKENDS[name](checkpoint, list(specs), config, base=base, device=device, dtype=dtype,
-                          progress=progress)
+    return BACKENDS[name](
+        checkpoint, list(specs), config, base=base, device=device, dtype=dtype, progress=progress
+    )
 
 
 def add_sampling_args(parser: argparse.ArgumentParser) -> None:
@@ -108,8 +146,17 @@ def add_sampling_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def sampling_config(args: argparse.Namespace, style: str, chat_template: bool | None = None) -> SamplingConfig:
+def sampling_config(
+    args: argparse.Namespace, style: str, chat_template: bool | None = None
+) -> SamplingConfig:
     """Build a :class:`SamplingConfig` from parsed flags."""
-    return SamplingConfig(n=args.n, temperature=args.temperature, top_p=args.top_p,
-                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed,
-                          style=style, chat_template=chat_template)
+    return SamplingConfig(
+        n=args.n,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        style=style,
+        chat_template=chat_template,
+    )

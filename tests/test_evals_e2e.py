@@ -21,8 +21,9 @@ def _read(out: Path):
 @pytest.fixture(scope="module")
 def golden_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("golden")
-    tasks = load_suite("rtllm-v1.1", BENCH, problems=RTLLM_PROBLEMS) + \
-        load_suite("verilogeval-v2-spec-to-rtl", BENCH, problems=V2_PROBLEMS)
+    tasks = load_suite("rtllm-v1.1", BENCH, problems=RTLLM_PROBLEMS) + load_suite(
+        "verilogeval-v2-spec-to-rtl", BENCH, problems=V2_PROBLEMS
+    )
     records = []
     for task in tasks:
         records.append({"task_id": task.id, "completion": f"```verilog\n{task.reference}\n```"})
@@ -30,9 +31,23 @@ def golden_run(tmp_path_factory):
     samples = tmp / "samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in records))
     out = tmp / "out"
-    rc = evals_main(["run", "--suite", "rtllm-v1.1,verilogeval-v2-spec-to-rtl", "--data", str(BENCH),
-                     "--samples", str(samples), "--out", str(out),
-                     "--problems", ",".join(RTLLM_PROBLEMS + V2_PROBLEMS), "--jobs", "2"])
+    rc = evals_main(
+        [
+            "run",
+            "--suite",
+            "rtllm-v1.1,verilogeval-v2-spec-to-rtl",
+            "--data",
+            str(BENCH),
+            "--samples",
+            str(samples),
+            "--out",
+            str(out),
+            "--problems",
+            ",".join(RTLLM_PROBLEMS + V2_PROBLEMS),
+            "--jobs",
+            "2",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -75,12 +90,35 @@ def test_report_and_plot_written(golden_run):
 
 def test_exclude_errata_changes_the_headline_only(tmp_path, golden_run):
     samples = tmp_path / "s.jsonl"
-    samples.write_text("".join(json.dumps({"task_id": r["task_id"], "completion": r["completion"]}) + "\n"
-                               for r in _read(golden_run)[0] if r["suite"] == "rtllm-v1.1"))
+    samples.write_text(
+        "".join(
+            json.dumps({"task_id": r["task_id"], "completion": r["completion"]}) + "\n"
+            for r in _read(golden_run)[0]
+            if r["suite"] == "rtllm-v1.1"
+        )
+    )
     out = tmp_path / "out"
-    assert evals_main(["run", "--suite", "rtllm-v1.1", "--data", str(BENCH / "rtllm-v1.1"), "--samples",
-                       str(samples), "--out", str(out), "--problems", ",".join(RTLLM_PROBLEMS),
-                       "--exclude-errata", "--no-ppa", "--no-plot"]) == 0
+    assert (
+        evals_main(
+            [
+                "run",
+                "--suite",
+                "rtllm-v1.1",
+                "--data",
+                str(BENCH / "rtllm-v1.1"),
+                "--samples",
+                str(samples),
+                "--out",
+                str(out),
+                "--problems",
+                ",".join(RTLLM_PROBLEMS),
+                "--exclude-errata",
+                "--no-ppa",
+                "--no-plot",
+            ]
+        )
+        == 0
+    )
     _, summary = _read(out)
     rtllm = summary["suites"]["rtllm-v1.1"]
     assert rtllm["pass_at_k"]["1"] == pytest.approx(0.5) == rtllm["pass_at_k_excluding_errata"]["1"]
@@ -88,13 +126,31 @@ def test_exclude_errata_changes_the_headline_only(tmp_path, golden_run):
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):
-    assert evals_main(["run", "--suite", "humaneval", "--data", str(BENCH), "--samples", "x", "--out",
-                       str(tmp_path)]) == 2
+    assert (
+        evals_main(
+            ["run", "--suite", "humaneval", "--data", str(BENCH), "--samples", "x", "--out", str(tmp_path)]
+        )
+        == 2
+    )
     assert "valid suites" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"task_id": "accu"}\n')
-    assert evals_main(["run", "--suite", "rtllm-v1.1", "--data", str(BENCH), "--samples", str(bad), "--out",
-                       str(tmp_path / "o")]) == 2
+    assert (
+        evals_main(
+            [
+                "run",
+                "--suite",
+                "rtllm-v1.1",
+                "--data",
+                str(BENCH),
+                "--samples",
+                str(bad),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "'task_id' and 'completion'" in capsys.readouterr().err
 
 
@@ -110,15 +166,43 @@ def tiny_checkpoints(tmp_path_factory):
 @pytest.mark.parametrize("kind", ["full", "lora"])
 def test_tiny_checkpoint_evaluates_end_to_end(tiny_checkpoints, kind, tmp_path):
     out = tmp_path / kind
-    rc = evals_main(["run", "--suite", "verilogeval-v2-spec-to-rtl,rtllm-v1.1", "--data", str(BENCH),
-                     "--model", str(tiny_checkpoints[kind]), "--n", "2", "--temperature", "0.8",
-                     "--max-new-tokens", "48", "--problems", "Prob001_zero,Prob004_vector2,accu",
-                     "--backend", "hf", "--device", "cpu", "--out", str(out), "--no-ppa"])
+    rc = evals_main(
+        [
+            "run",
+            "--suite",
+            "verilogeval-v2-spec-to-rtl,rtllm-v1.1",
+            "--data",
+            str(BENCH),
+            "--model",
+            str(tiny_checkpoints[kind]),
+            "--n",
+            "2",
+            "--temperature",
+            "0.8",
+            "--max-new-tokens",
+            "48",
+            "--problems",
+            "Prob001_zero,Prob004_vector2,accu",
+            "--backend",
+            "hf",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--no-ppa",
+        ]
+    )
     assert rc == 0
     samples, summary = _read(out)
     assert sorted((s["task_id"], s["sample_index"]) for s in samples) == sorted(
-        (f"{suite}/{p}", i) for suite, ps in [("verilogeval-v2-spec-to-rtl", ["Prob001_zero", "Prob004_vector2"]),
-                                             ("rtllm-v1.1", ["accu"])] for p in ps for i in range(2))
+        (f"{suite}/{p}", i)
+        for suite, ps in [
+            ("verilogeval-v2-spec-to-rtl", ["Prob001_zero", "Prob004_vector2"]),
+            ("rtllm-v1.1", ["accu"]),
+        ]
+        for p in ps
+        for i in range(2)
+    )
     assert all(s["status"] != "INFRA_ERROR" for s in samples)
     # a random tiny model writes no working Verilog: every sample is graded and fails
     assert not any(s["passed"] for s in samples)

@@ -16,14 +16,19 @@ from rewards.types import Status
 
 BENCH = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 CONFIG = RewardConfig(ppa_enabled=False)
-SUITES = ["verilogeval-v1-human", "verilogeval-v1-machine", "verilogeval-v2-spec-to-rtl",
-          "verilogeval-v2-code-complete-iccad2023", "rtllm-v1.1"]
+SUITES = [
+    "verilogeval-v1-human",
+    "verilogeval-v1-machine",
+    "verilogeval-v2-spec-to-rtl",
+    "verilogeval-v2-code-complete-iccad2023",
+    "rtllm-v1.1",
+]
 PER_SUITE = 15
 # Goldens the reward core rejects before simulation (not benchmark errata): they count as failures
 # in evals until the guard/lint gates accept them; test_goldens_rejected_by_reward_core tracks them.
 REWARD_CORE_GAPS = {
     "rtllm-v1.1/pe": "Verilator lint rejects the golden's redeclaration of ANSI output c as 'reg [31:0] c' "
-                     "(Icarus, the official RTLLM simulator, accepts it)",
+    "(Icarus, the official RTLLM simulator, accepts it)",
 }
 
 
@@ -40,14 +45,18 @@ def fenced(code: str) -> str:
 def test_goldens_pass_their_own_test_benches(suite):
     tasks = [t for t in subset(load_suite(suite, BENCH)) if not is_erratum(t.id)]
     graded = grade_samples([Sample(t, 0, fenced(t.reference)) for t in tasks], CONFIG)
-    failing = {g.task_id: (g.result.status.value, g.result.log[-300:]) for g in graded
-               if not g.result.passed and g.task_id not in REWARD_CORE_GAPS}
+    failing = {
+        g.task_id: (g.result.status.value, g.result.log[-300:])
+        for g in graded
+        if not g.result.passed and g.task_id not in REWARD_CORE_GAPS
+    }
     assert not failing, failing
     assert len(graded) >= PER_SUITE - 2
 
 
-@pytest.mark.xfail(reason="reward core rejects these goldens before simulation (see REWARD_CORE_GAPS)",
-                   strict=False)
+@pytest.mark.xfail(
+    reason="reward core rejects these goldens before simulation (see REWARD_CORE_GAPS)", strict=False
+)
 @pytest.mark.parametrize("task_id", sorted(REWARD_CORE_GAPS))
 def test_goldens_rejected_by_reward_core(task_id):
     suite, problem = task_id.split("/")
@@ -81,21 +90,28 @@ RTLLM = ("rtllm-v1.1", "adder_8bit")
 def test_empty_module_fails():
     result = _grade(_one(*V2), "module TopModule(output zero);\nendmodule")
     assert not result.passed and result.status is not Status.OK
-    result = _grade(_one(*RTLLM), "module adder_8bit(input [7:0] a, input [7:0] b, input cin, "
-                                  "output [7:0] sum, output cout);\nendmodule")
+    result = _grade(
+        _one(*RTLLM),
+        "module adder_8bit(input [7:0] a, input [7:0] b, input cin, "
+        "output [7:0] sum, output cout);\nendmodule",
+    )
     assert not result.passed
 
 
 def test_printed_mismatches_zero_fails():
-    spoof = ('module TopModule(output zero);\n  assign zero = 1\'b1;\n'
-             '  initial $display("Mismatches: 0 in 1 samples");\n  final $display("Mismatches: 0 in 1 samples");\n'
-             'endmodule')
+    spoof = (
+        "module TopModule(output zero);\n  assign zero = 1'b1;\n"
+        '  initial $display("Mismatches: 0 in 1 samples");\n  final $display("Mismatches: 0 in 1 samples");\n'
+        "endmodule"
+    )
     result = _grade(_one(*V2), spoof)
     assert not result.passed, result
 
 
 def test_initial_finish_fails():
-    result = _grade(_one(*V2), "module TopModule(output zero);\n  assign zero = 1'b1;\n  initial $finish;\nendmodule")
+    result = _grade(
+        _one(*V2), "module TopModule(output zero);\n  assign zero = 1'b1;\n  initial $finish;\nendmodule"
+    )
     assert not result.passed and result.status is Status.FORBIDDEN
     header = _one(*V1).interface
     result = _grade(_one(*V1), header + "  initial $finish;\nendmodule")
@@ -103,17 +119,19 @@ def test_initial_finish_fails():
 
 
 def test_printed_pass_fails():
-    spoof = ("module adder_8bit(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, output cout);\n"
-             "  assign {cout, sum} = 9'd0;\n"
-             '  initial $display("===========Your Design Passed===========");\n'
-             '  initial $display("pass");\nendmodule')
+    spoof = (
+        "module adder_8bit(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, output cout);\n"
+        "  assign {cout, sum} = 9'd0;\n"
+        '  initial $display("===========Your Design Passed===========");\n'
+        '  initial $display("pass");\nendmodule'
+    )
     result = _grade(_one(*RTLLM), spoof)
     assert not result.passed, result
 
 
 def test_wrong_logic_fails_and_right_logic_passes_on_v1():
     task = _one(*V1)
-    body = task.reference[len(task.interface):]
+    body = task.reference[len(task.interface) :]
     assert _grade(task, task.interface + body).passed
     wrong = task.interface + body.replace("in[2:0] & in[3:1]", "in[2:0] | in[3:1]")
     assert wrong != task.interface + body
@@ -122,6 +140,6 @@ def test_wrong_logic_fails_and_right_logic_passes_on_v1():
 
 def test_code_completion_body_only_is_completed_with_the_header():
     task = _one("verilogeval-v1-human", "gatesv")
-    body_only = task.reference[len(task.interface):]
+    body_only = task.reference[len(task.interface) :]
     (graded,) = grade_samples([Sample(task, 0, body_only)], CONFIG)
     assert graded.interface_prefixed and graded.result.passed

@@ -71,8 +71,11 @@ def test_rtllm_carries_data_files_and_renames_golden():
 
 def test_rtllm_v2_nested_by_category_found_at_any_depth(tmp_path):
     root = tmp_path / "rtllm-v2"
-    for category, design in [("Arithmetic/Adder", "adder_8bit"), ("Arithmetic/Multiplier", "multi_booth_8bit"),
-                             ("Control", "fsm")]:
+    for category, design in [
+        ("Arithmetic/Adder", "adder_8bit"),
+        ("Arithmetic/Multiplier", "multi_booth_8bit"),
+        ("Control", "fsm"),
+    ]:
         shutil.copytree(BENCH / "rtllm-v1.1" / design, root / category / design)
     tasks = load_suite("rtllm-v2", tmp_path)
     assert [t.id for t in tasks] == ["rtllm-v2/adder_8bit", "rtllm-v2/multi_booth_8bit", "rtllm-v2/fsm"]

@@ -11,16 +11,19 @@ def closed_form(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
-@pytest.mark.parametrize(("n", "c", "k", "expected"), [
-    (1, 0, 1, 0.0),
-    (1, 1, 1, 1.0),
-    (10, 3, 1, 0.3),            # pass@1 is the fraction of correct samples
-    (5, 1, 5, 1.0),             # every 5-subset of 5 samples contains the correct one
-    (10, 1, 5, 0.5),            # 1 - C(9,5)/C(10,5) = 1 - 126/252
-    (10, 2, 5, 1 - 56 / 252),   # C(8,5) = 56
-    (4, 2, 2, 1 - 1 / 6),       # C(2,2)/C(4,2) = 1/6
-    (20, 0, 10, 0.0),
-])
+@pytest.mark.parametrize(
+    ("n", "c", "k", "expected"),
+    [
+        (1, 0, 1, 0.0),
+        (1, 1, 1, 1.0),
+        (10, 3, 1, 0.3),  # pass@1 is the fraction of correct samples
+        (5, 1, 5, 1.0),  # every 5-subset of 5 samples contains the correct one
+        (10, 1, 5, 0.5),  # 1 - C(9,5)/C(10,5) = 1 - 126/252
+        (10, 2, 5, 1 - 56 / 252),  # C(8,5) = 56
+        (4, 2, 2, 1 - 1 / 6),  # C(2,2)/C(4,2) = 1/6
+        (20, 0, 10, 0.0),
+    ],
+)
 def test_hand_computed_cases(n, c, k, expected):
     assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
 

@@ -16,8 +16,14 @@ TEXTS = [
     "```verilog\nmodule TopModule(input a, input b, output y);\n  assign y = a & b;\nendmodule\n```",
     "```verilog\nmodule top_module(input clk, input d, output reg q);\n  always @(posedge clk) q <= d;\nendmodule\n```",
 ] * 10
-TINY_ARCH = {"vocab_size": 400, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64,
-             "max_position_embeddings": 512}
+TINY_ARCH = {
+    "vocab_size": 400,
+    "hidden_size": 32,
+    "num_layers": 2,
+    "num_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 512,
+}
 
 
 def build_tiny(path):
@@ -56,6 +62,7 @@ def _logits(model, tokenizer, text="module TopModule"):
 
 # --- prompts ---------------------------------------------------------------------------------------
 
+
 def test_prompt_styles():
     plain = build_prompt("Make an AND gate.")
     assert plain.startswith("Make an AND gate.") and "```verilog" in plain and "<think>" not in plain
@@ -73,13 +80,16 @@ def test_prompt_styles():
 def test_render_prompt_uses_the_chat_template_only_when_asked(tiny):
     _, tokenizer = load_policy(tiny)
     chat = render_prompt(tokenizer, "Make an AND gate.", style="chat")
-    assert chat.startswith("<|im_start|>system\n" + SYSTEM_PROMPT) and chat.endswith("<|im_start|>assistant\n")
+    assert chat.startswith("<|im_start|>system\n" + SYSTEM_PROMPT) and chat.endswith(
+        "<|im_start|>assistant\n"
+    )
     assert render_prompt(tokenizer, "Make an AND gate.", style="plain") == build_prompt("Make an AND gate.")
     raw_chat = render_prompt(tokenizer, "spec", style="raw", chat_template=True)
     assert "<|im_start|>user\nspec<|im_end|>" in raw_chat
 
 
 # --- checkpoints -----------------------------------------------------------------------------------
+
 
 def test_load_full_checkpoint(tiny):
     model, tokenizer = load_policy(tiny)
@@ -116,6 +126,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 # --- sampling --------------------------------------------------------------------------------------
 
+
 def test_sample_hf_shapes_seeds_and_length(tiny):
     model, tokenizer = load_policy(tiny)
     prompts = ["Make an AND gate.", "Make a flip-flop, please, with a reset."]
@@ -145,27 +156,61 @@ def test_sample_completions_full_and_lora(tiny, adapter):
 
 def test_rollout_cli_writes_completion_records(tiny, tmp_path):
     tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text("".join(json.dumps({"id": f"demo/t{i}", "prompt": f"Make gate {i}.", "top_module": "TopModule",
-                                         "reference": "module TopModule(); endmodule"}) + "\n" for i in range(2)))
+    tasks.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"demo/t{i}",
+                    "prompt": f"Make gate {i}.",
+                    "top_module": "TopModule",
+                    "reference": "module TopModule(); endmodule",
+                }
+            )
+            + "\n"
+            for i in range(2)
+        )
+    )
     out = tmp_path / "out" / "completions.jsonl"
-    rc = rollout_main(["sample", "--model", str(tiny), "--tasks", str(tasks), "--n", "3", "--out", str(out),
-                       "--max-new-tokens", "8", "--backend", "hf", "--device", "cpu"])
+    rc = rollout_main(
+        [
+            "sample",
+            "--model",
+            str(tiny),
+            "--tasks",
+            str(tasks),
+            "--n",
+            "3",
+            "--out",
+            str(out),
+            "--max-new-tokens",
+            "8",
+            "--backend",
+            "hf",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["task_id"], r["sample_index"]) for r in records] == [
-        (f"demo/t{i}", j) for i in range(2) for j in range(3)]
+        (f"demo/t{i}", j) for i in range(2) for j in range(3)
+    ]
     assert all(isinstance(r["completion"], str) for r in records)
 
 
 def test_rollout_cli_rejects_bad_task_file(tiny, tmp_path, capsys):
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text('{"id": "a"}\n')
-    rc = rollout_main(["sample", "--model", str(tiny), "--tasks", str(tasks), "--out", str(tmp_path / "o.jsonl")])
+    rc = rollout_main(
+        ["sample", "--model", str(tiny), "--tasks", str(tasks), "--out", str(tmp_path / "o.jsonl")]
+    )
     assert rc == 2 and "'id' and 'prompt'" in capsys.readouterr().err
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="vLLM sampling needs a CUDA GPU with vllm installed")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="vLLM sampling needs a CUDA GPU with vllm installed"
+)
 def test_vllm_backend_full_and_lora(tiny, adapter):
     config = SamplingConfig(n=2, temperature=0.0, max_new_tokens=12, style="chat")
     full = sample_completions(tiny, ["Make an AND gate."], config, backend="vllm")
