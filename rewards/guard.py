@@ -16,7 +16,8 @@ A candidate is checked in two layers, both on allow-lists rather than deny-lists
    synthesis would read different designs.
 2. **Syntax tree** (pyslang, after preprocessing): only ``module`` declarations (plus typedefs and
    parameters) at the top level; no ``force``/``release``, procedural ``assign``/``deassign``,
-   ``defparam``, ``bind``, DPI, packages, classes, interfaces, programs, checkers, UDPs, nested
+   ``defparam``, ``bind``, DPI, packages, classes, interfaces, programs, checkers, UDPs, bidirectional
+   switches (``tran``, ``rtranif1`` …: they let a design drive its own inputs), nested
    modules; instances only of modules the candidate defines; dotted names only rooted at a name
    declared in the same module (downward references into its own instances and blocks);
    ``::``/``$root``/``$unit`` never; tasks and functions called by simple name only when the
@@ -101,7 +102,12 @@ _PRAGMA_COMMENT = re.compile(
 _FALLBACK_KEYWORDS = frozenset([
     "force", "release", "deassign", "defparam", "bind", "import", "export", "program", "class",
     "interface", "package", "checker", "config", "library", "extern", "primitive",
+    *("tran", "tranif0", "tranif1", "rtran", "rtranif0", "rtranif1"),
 ])
+
+_SWITCHES = frozenset(["tran", "tranif0", "tranif1", "rtran", "rtranif0", "rtranif1"])
+"""Bidirectional switches: through one, a design drives its own input nets, which a test bench
+shares with the reference (the reference then sees x and its outputs become don't-care)."""
 
 # One alternative per lexical class; each is linear (no nested quantifiers over the same text).
 _SOURCE_TOKEN = re.compile(
@@ -390,6 +396,9 @@ def _check_module(context: _ModuleContext, defined_modules: set[str], subroutine
             if target not in defined_modules:
                 out.append(f"module {name} instantiates {target}, which the answer does not define; "
                            "a design may only instantiate its own modules")
+        elif kind == "PrimitiveInstantiation" and node.getFirstToken().valueText in _SWITCHES:
+            out.append(f"module {name} uses the bidirectional switch {node.getFirstToken().valueText}; "
+                       "it can drive the module's input ports (use assign or gates)")
         elif kind == "ScopedName" and node.parent.kind.name != "ScopedName":
             _check_scoped_name(node, context, out)
         elif kind in ("InvocationExpression", "ExpressionStatement"):
