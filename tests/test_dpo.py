@@ -34,12 +34,21 @@ def policy(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pairs_file(policy, tmp_path_factory) -> Path:
-    """Pairs from the policy's own samples, scored by the real reward pipeline (the CLI path)."""
+def server():
+    from rewards.server import start_background
+
+    handle = start_background("127.0.0.1", 0, tasks=load_tasks(TASKS), workers=2)
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="module")
+def pairs_file(policy, server, tmp_path_factory) -> Path:
+    """Pairs from the policy's own samples, scored by a real reward server on loopback (the CLI path)."""
     out = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
     assert pairs.main(["--model", str(policy), "--tasks", str(TASKS), "--n", "6", "--max-new-tokens", "64",
                        "--temperature", "1.0", "--backend", "hf", "--out", str(out),
-                       "--scored-out", str(out.with_name("scored.jsonl"))]) == 0
+                       "--reward-urls", server.url, "--scored-out", str(out.with_name("scored.jsonl"))]) == 0
     return out
 
 

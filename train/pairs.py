@@ -25,7 +25,6 @@ style ``chat``; the shape TRL's DPOTrainer reads), plus ``task_id``, ``rule``, `
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import json
 import logging
@@ -394,24 +393,14 @@ Scorer = Callable[[list[dict]], list[RewardResult]]
 
 def make_scorer(reward_urls: Sequence[str] | None, tasks: Sequence[Task], *, reward_config: str | None = None,
                 timeout_s: float = 600.0, retries: int = 2) -> Scorer:
-    """``items -> results``: through the reward client to the servers at ``reward_urls``, or, with no
-    URLs, by the scoring pipeline in this process (``rewards.score.score_batch``, same results)."""
+    """``items -> results`` through the reward client: the servers at ``reward_urls``, or, with no URLs,
+    the same scoring pipeline in this process."""
+    from rewards.client import RewardClient
     from rewards.config import load_reward_config
 
-    config = load_reward_config(reward_config)
-    by_id = {t.id: t for t in tasks}
-    if not reward_urls:
-        return functools.partial(_score_in_process, by_id, config)
-    from rewards.client import RewardClient
-
-    client = RewardClient(list(reward_urls), tasks=by_id, config=config, timeout_s=timeout_s, retries=retries)
+    client = RewardClient(list(reward_urls or []), tasks={t.id: t for t in tasks},
+                          config=load_reward_config(reward_config), timeout_s=timeout_s, retries=retries)
     return client.score
-
-
-def _score_in_process(tasks: dict[str, Task], config, items: list[dict]) -> list[RewardResult]:
-    from rewards.score import score_batch
-
-    return score_batch([(tasks[item["task_id"]], item["completion"]) for item in items], config)
 
 
 def score_groups(tasks: Sequence[Task], completions: Sequence[Sequence[str]], scorer: Scorer) -> list[list[Sample]]:
