@@ -106,6 +106,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         for task_id, why in s["errata"].items():
             solved = "solved" if task_id in s["errata_solved"] else "not solved"
             lines.append(f"- `{task_id}`: {why} ({solved})")
+    if not any(s["errata"] for s in suites.values()):
+        lines.append("None among the selected problems.")
     lines += ["", "## PPA vs golden", ""] + _ppa_section(summary.get("ppa_vs_golden", {}))
     timings = summary.get("timings", {})
     if timings:
