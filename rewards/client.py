@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import random
+import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
@@ -160,9 +161,13 @@ class RewardClient:
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
+            # httpcore writes headers and body separately; under Nagle the second write can wait for a
+            # delayed ACK (40 ms on Linux) on a kept-alive connection. asyncio usually sets this already.
+            transport = httpx.AsyncHTTPTransport(
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
                 limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+            self._http = httpx.AsyncClient(
+                transport=transport, timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
         return self._http
 
     def _wire(self, item: Mapping[str, Any], full: bool) -> dict[str, Any]:
