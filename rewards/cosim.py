@@ -6,9 +6,10 @@ How a verdict is reached (DESIGN.md, "The verdict must be the harness's, never t
    (``meta["clock"]`` or a clock-like 1-bit input name; none means combinational), a reset
    (``meta["reset"]``/``meta["reset_active"]`` or a reset-like name; active-low when the name says
    so: ``rst_n``, ``resetn``, ``nrst`` …) and every other input as data.
-2. Stimulus is generated here, seeded and deterministic: directed corners
-   then random values; sequential designs get reset held at the start of each seed and extra
-   resets mid-run, and inputs that change 4 time units away from either clock edge.
+2. Stimulus is generated here, seeded and deterministic: directed corners (and the numeric
+   literals of the golden source, for inputs they fit) then random values; sequential designs get
+   reset held at the start of each seed and extra resets mid-run, and inputs that change 4 time
+   units away from either clock edge.
 3. The golden and the candidate are simulated in *separate* Icarus runs with the same harness, so
    no candidate ever shares a simulation with the golden. The golden trace is computed once per
    (task content, stimulus settings) and kept in an in-process LRU cache.
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SimOutcome", "run_cosim", "golden_trace", "GOLDEN_CACHE"]
 
-HARNESS_VERSION = 1
+HARNESS_VERSION = 2
 """Bump when the harness or stimulus changes, so cached golden traces are recomputed."""
 
 GOLDEN_CACHE = LruCache(size=512)
@@ -202,47 +203,87 @@ def corner_values(width: int) -> list[int]:
     return list(dict.fromkeys(v & ones for v in values))
 
 
-def _directed(ports: Sequence[Port]) -> list[tuple[int, ...]]:
+_LITERAL = re.compile(r"(\d+)\s*'\s*[sS]?([bBoOdDhH])\s*([0-9a-fA-F_xXzZ?]+)|\b(\d+)\b")
+_RADIX = {"b": 2, "o": 8, "d": 10, "h": 16}
+_MAX_CONSTANTS = 64
+
+
+def harvest_constants(source: str) -> tuple[tuple[int | None, int], ...]:
+    """Numeric literals of ``source`` as ``(size or None, value)``, x/z digits read as 0.
+
+    Designs compare inputs with specific codes (``16'he06b``, ``q == 999``) that random values
+    almost never hit; the stimulus offers them to inputs they fit.
+    """
+    code = re.sub(r"//[^\n]*|/\*.*?\*/", " ", source, flags=re.S)
+    found: dict[tuple[int | None, int], None] = {}
+    for match in _LITERAL.finditer(code):
+        size, radix, digits, plain = match.groups()
+        try:
+            if plain is not None:
+                key = (None, int(plain))
+            else:
+                clean = re.sub(r"[xXzZ?]", "0", digits.replace("_", ""))
+                key = (int(size), int(clean, _RADIX[radix.lower()]))
+        except ValueError:
+            continue
+        found[key] = None
+        if len(found) >= _MAX_CONSTANTS:
+            break
+    return tuple(found)
+
+
+def port_values(port: Port, constants: Sequence[tuple[int | None, int]] = ()) -> list[int]:
+    """Directed values for ``port``: its corners, then harvested constants that fit its width."""
+    values = corner_values(port.width)
+    for size, value in constants:
+        if (size == port.width or (size is None and value > 1)) and 0 <= value < (1 << port.width):
+            values.append(value)
+    return list(dict.fromkeys(values))
+
+
+def _directed(ports: Sequence[Port], values: dict[str, list[int]]) -> list[tuple[int, ...]]:
     """Whole-vector corners (every input the same pattern), then one input at a time on a zero background."""
-    per_port = [corner_values(p.width) for p in ports]
+    per_port = [values[p.name] for p in ports]
     vectors = []
     for k in range(max((len(v) for v in per_port), default=0)):
         vectors.append(tuple(v[k % len(v)] for v in per_port))
-    for i, values in enumerate(per_port):
-        for value in values[1:]:
+    for i, options in enumerate(per_port):
+        for value in options[1:]:
             vectors.append(tuple(value if j == i else 0 for j in range(len(ports))))
     return list(dict.fromkeys(vectors))
 
 
-def _random_vector(rng: random.Random, ports: Sequence[Port], corner_p: float = 0.25) -> tuple[int, ...]:
+def _random_vector(rng: random.Random, ports: Sequence[Port], values: dict[str, list[int]],
+                   directed_p: float = 0.25) -> tuple[int, ...]:
     out = []
     for port in ports:
-        if port.width > 1 and rng.random() < corner_p:
-            out.append(rng.choice(corner_values(port.width)))
+        if port.width > 1 and rng.random() < directed_p:
+            out.append(rng.choice(values[port.name]))
         else:
             out.append(rng.getrandbits(port.width))
     return tuple(out)
 
 
-def _comb_seed(rng: random.Random, ports: Sequence[Port], count: int, first: bool) -> list[tuple[int, ...]]:
+def _comb_seed(rng: random.Random, ports: Sequence[Port], values: dict[str, list[int]], count: int,
+               first: bool) -> list[tuple[int, ...]]:
     width = sum(p.width for p in ports)
     vectors: list[tuple[int, ...]] = []
     if first and width <= 16 and (1 << width) <= count:
         for packed in range(1 << width):  # exhaustive when it fits
-            values, shift = [], width
+            row, shift = [], width
             for port in ports:
                 shift -= port.width
-                values.append((packed >> shift) & ((1 << port.width) - 1))
-            vectors.append(tuple(values))
+                row.append((packed >> shift) & ((1 << port.width) - 1))
+            vectors.append(tuple(row))
     elif first:
-        vectors = _directed(ports)[: max(1, count // 2)]
+        vectors = _directed(ports, values)[: max(1, count // 2)]
     while len(vectors) < count:
-        vectors.append(_random_vector(rng, ports))
+        vectors.append(_random_vector(rng, ports, values))
     return vectors[:count]
 
 
-def _seq_seed(rng: random.Random, roles: PortRoles, cycles: int, reset_cycles: int,
-              midrun_resets: int) -> list[tuple[int, ...]]:
+def _seq_seed(rng: random.Random, roles: PortRoles, values: dict[str, list[int]], cycles: int,
+              reset_cycles: int, midrun_resets: int) -> list[tuple[int, ...]]:
     ports = roles.data_inputs
     reset_at = {i for i in range(min(reset_cycles, cycles))} if roles.reset else set()
     if roles.reset and cycles > reset_cycles + 2:
@@ -251,33 +292,38 @@ def _seq_seed(rng: random.Random, roles: PortRoles, cycles: int, reset_cycles: i
             reset_at.update(range(start, min(cycles, start + max(1, reset_cycles))))
     vectors = []
     for cycle in range(cycles):
-        values = list(_random_vector(rng, ports))
+        row = list(_random_vector(rng, ports, values))
         for i, port in enumerate(ports):
             if port.name == roles.reset:
                 on = cycle in reset_at
-                values[i] = roles.reset_active if on else 1 - roles.reset_active
+                row[i] = roles.reset_active if on else 1 - roles.reset_active
             elif port.width == 1 and _RESET_LIKE.search(port.name):
                 # other resets/clears: asserted with the main reset (multi-domain designs need
                 # every domain reset) and now and then, so they do not mask the logic
                 active = 0 if _active_low(port.name) else 1
                 on = cycle in reset_at or (cycle < reset_cycles) or rng.random() < 0.05
-                values[i] = active if on else 1 - active
-        vectors.append(tuple(values))
+                row[i] = active if on else 1 - active
+        vectors.append(tuple(row))
     return vectors
 
 
 def build_stimulus(roles: PortRoles, *, seeds: Sequence[int], comb_vectors: int, seq_cycles: int,
-                   reset_cycles: int, midrun_resets: int) -> StimulusPlan:
-    """Deterministic stimulus for ``roles``: per seed, ``seq_cycles`` cycles or ``comb_vectors`` vectors."""
+                   reset_cycles: int, midrun_resets: int,
+                   constants: Sequence[tuple[int | None, int]] = ()) -> StimulusPlan:
+    """Deterministic stimulus for ``roles``: per seed, ``seq_cycles`` cycles or ``comb_vectors`` vectors.
+
+    ``constants`` (see :func:`harvest_constants`) join the directed values of inputs they fit.
+    """
+    values = {p.name: port_values(p, constants) for p in roles.data_inputs}
     vectors: list[tuple[int, ...]] = []
     starts = []
     for n, seed in enumerate(seeds):
         rng = random.Random(f"rtlforge-stimulus-{seed}")
         starts.append((int(seed), len(vectors)))
         if roles.clock:
-            vectors += _seq_seed(rng, roles, seq_cycles, reset_cycles, midrun_resets)
+            vectors += _seq_seed(rng, roles, values, seq_cycles, reset_cycles, midrun_resets)
         else:
-            vectors += _comb_seed(rng, roles.data_inputs, comb_vectors, first=n == 0)
+            vectors += _comb_seed(rng, roles.data_inputs, values, comb_vectors, first=n == 0)
     return StimulusPlan(roles=roles, vectors=tuple(vectors), seed_starts=tuple(starts))
 
 
@@ -413,7 +459,8 @@ def golden_ports(task: Task) -> list[Port]:
 
 
 def _run_golden(task: Task, settings: dict, limits: Limits, sandbox: bool) -> GoldenTrace:
-    plan = build_stimulus(plan_ports(golden_ports(task), task.meta), **settings)
+    plan = build_stimulus(plan_ports(golden_ports(task), task.meta), **settings,
+                          constants=harvest_constants(task.reference))
     if not plan.vectors:
         raise GoldenError(f"no stimulus for task {task.id!r} ({settings}): set comb_vectors/seq_cycles > 0")
     stim_text = plan.hex_text()

@@ -14,8 +14,10 @@ from rewards.cosim import (
     bits_match,
     build_stimulus,
     corner_values,
+    harvest_constants,
     parse_trace,
     plan_ports,
+    port_values,
     run_cosim,
 )
 from rewards.score import limits_for
@@ -77,6 +79,15 @@ def test_meta_overrides_names():
 def test_corner_values_cover_the_directed_patterns():
     assert corner_values(8) == [0x00, 0xFF, 0x80, 0x01, 0x55, 0xAA, 0x7F]
     assert corner_values(1) == [0, 1]
+
+
+def test_constants_of_the_golden_join_the_directed_values():
+    source = "// 8'hff in a comment\nassign y = (a == 16'he06b) ? 4'b1x01 : (b > 999);"
+    constants = harvest_constants(source)
+    assert (16, 0xE06B) in constants and (4, 0b1001) in constants and (None, 999) in constants
+    assert (8, 0xFF) not in constants
+    assert 0xE06B in port_values(Port("a", "input", 16, 15), constants)
+    assert 999 not in port_values(Port("b", "input", 8, 7), constants)  # does not fit
 
 
 def test_comb_stimulus_is_deterministic_exhaustive_when_small_and_cornered_when_wide():
@@ -144,7 +155,7 @@ def test_parse_trace_accepts_a_complete_trace():
 # --- real simulations ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, sequential", [
-    ("adder8", False), ("bitwise", False), ("mux2", False), ("dontcare", False),
+    ("adder8", False), ("bitwise", False), ("mux2", False), ("dontcare", False), ("scancode", False),
     ("counter10", True), ("shiftreg_negedge", True),
 ])
 def test_golden_against_itself_passes(name, sequential):
@@ -167,6 +178,7 @@ def test_golden_against_itself_passes(name, sequential):
     ("shiftreg_negedge", "negedge clk", "posedge clk"),             # wrong clock edge
     ("shiftreg_negedge", "if (!rst_n)", "if (rst_n)"),              # reset polarity
     ("shiftreg_negedge", "{q[6:0], din}", "{din, q[7:1]}"),         # shifts the wrong way
+    ("scancode", "16'he074", "16'he073"),                           # a code random inputs never hit
 ])
 def test_mutants_fail(name, old, new):
     task = fixture_task(name)
