@@ -250,7 +250,15 @@ def test_lint_benchmark_goldens():
         result = run_lint(source, _rtllm_top(path, source), limits=LINT_LIMITS)
         if not result.ok:
             failures[path.name] = result.log
-    # RTLLM's pe re-declares an ANSI output port as a reg: illegal Verilog that Icarus and Yosys
-    # tolerate and Verilator rejects.
-    assert set(failures) == {"verified_pe.v"}, failures
-    assert "Duplicate declaration" in failures["verified_pe.v"]
+    # RTLLM's pe re-declares an ANSI output port as a reg: illegal in IEEE 1800 but accepted by
+    # Icarus and Yosys, so lint reports it as a warning (ANSIREDECL) rather than failing it.
+    assert failures == {}, failures
+
+
+def test_ansi_port_redeclaration_is_a_warning_but_other_duplicates_fail():
+    redeclared = "module m(input a, output [3:0] q);\n  reg [3:0] q;\n  always @* q = {4{a}};\nendmodule\n"
+    result = run_lint(redeclared, "m", limits=LINT_LIMITS)
+    assert result.ok and any(m.code == "ANSIREDECL" for m in result.messages)
+    twice = "module m(input a, output b);\n  integer i;\n  integer i;\n  assign b = a;\nendmodule\n"
+    result = run_lint(twice, "m", limits=LINT_LIMITS)
+    assert not result.ok and "Duplicate declaration" in result.log
