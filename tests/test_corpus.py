@@ -181,7 +181,7 @@ def test_mutants_never_touch_the_port_list():
     task = next(t for t in load_split("train") if t.meta["family"] == "fifo")
     header = task.reference.split(");", 1)[0]
     mutants = all_mutants(task.reference)
-    assert {m.kind for m in mutants} == {"operator", "constant", "reset"}
+    assert {m.kind for m in mutants} == {"operator", "constant", "reset", "signal"}
     assert all(m.code.startswith(header) for m in mutants)
 
 

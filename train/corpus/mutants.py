@@ -6,7 +6,9 @@ Three kinds, each a one-token edit in the module body (never in the port list, a
 - ``operator``: flip an operator (``+``↔``-``, ``&``→``|``, ``==``↔``!=``, ``<<``↔``>>`` …)
   or drop a ``~``;
 - ``constant``: change a numeric literal (``4'd9`` → ``4'd8``, ``1'b1`` → ``1'b0``);
-- ``reset``: make the reset condition never true (``if (rst)`` → ``if (1'b0)``).
+- ``reset``: make the reset condition never true (``if (rst)`` → ``if (1'b0)``);
+- ``signal``: read the wrong input (one use of an input replaced by another input of the same
+  width, e.g. ``sel ? in1 : in0`` → ``sel ? in0 : in0``).
 """
 
 from __future__ import annotations
@@ -99,6 +101,27 @@ def _sites(code: str) -> list[tuple[str, int, int, str]]:
         previous = text
     for match in re.finditer(r"if \((rst|!rst_n)\)", code[start:]):
         sites.append(("reset", start + match.start(1), start + match.end(1), "1'b0"))
+    return sites + _signal_sites(code, start)
+
+
+_INPUT = re.compile(r"\binput\s+(?:wire\s+)?(?:\[(\d+):(\d+)\]\s*)?([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _signal_sites(code: str, start: int) -> list[tuple[str, int, int, str]]:
+    """Uses of an input in the body that could read another input of the same width instead."""
+    widths: dict[str, int] = {}
+    for msb, lsb, name in _INPUT.findall(code[:start]):
+        widths[name] = abs(int(msb) - int(lsb)) + 1 if msb else 1
+    skip = {"clk", "rst", "rst_n"}
+    sites = []
+    for match in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", code[start:]):
+        name = match.group()
+        if name not in widths or name in skip:
+            continue
+        for other, width in widths.items():
+            if other != name and other not in skip and width == widths[name]:
+                sites.append(("signal", start + match.start(), start + match.end(), other))
+                break
     return sites
 
 
@@ -118,12 +141,12 @@ def all_mutants(code: str) -> list[Mutant]:
 
 
 def pick_mutants(code: str, count: int, seed: str) -> list[Mutant]:
-    """Up to ``count`` mutants, one per kind first (reset, operator, constant), chosen by ``seed``."""
+    """Up to ``count`` mutants, one per kind first (reset, operator, constant, signal), chosen by ``seed``."""
     rng = random.Random(seed)
     pool = all_mutants(code)
     rng.shuffle(pool)
     chosen: list[Mutant] = []
-    for kind in ("reset", "operator", "constant"):
+    for kind in ("reset", "operator", "constant", "signal"):
         match = next((m for m in pool if m.kind == kind and m not in chosen), None)
         if match is not None and len(chosen) < count:
             chosen.append(match)

@@ -124,7 +124,10 @@ def _verdict(
             verdict.survived.append(index)
         else:
             verdict.invalid.append(index)
-    if chosen and not verdict.killed:
+    if not chosen:
+        verdict.ok = False
+        verdict.reason = "no mutant could be made, so the co-simulation's power on this task is unknown"
+    elif not verdict.killed:
         verdict.ok = False
         verdict.reason = (
             f"no mutant caught by co-simulation ({len(verdict.survived)} passed, "
