@@ -7,7 +7,7 @@
 Remote mode sends exact duplicates once, spreads the unique items over the servers (items of one
 task stay on one server, where its golden artefacts are warm), keeps connections open between
 calls, and retries with exponential backoff only what may succeed on a second try: refused or
-dropped connections, timeouts of the HTTP request, 429 (honouring ``Retry-After``), 502/503/504.
+dropped connections, timeouts of the HTTP request, 429 (honouring ``Retry-After``), 500/502/503/504.
 Each retry goes to the next server in the list. A scored result is never retried, whatever its
 status (a SIM_TIMEOUT is the candidate's). Items still unanswered after the last retry come back as
 ``INFRA_ERROR`` (reward ``None``), so an outage is counted, never read as wrong answers; a request the
@@ -35,7 +35,7 @@ from rewards.types import LEVELS, RewardResult, Status, Task
 
 log = logging.getLogger(__name__)
 
-RETRY_STATUS = frozenset({429, 502, 503, 504})
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 class RewardClientError(RuntimeError):
@@ -117,7 +117,7 @@ class RewardClient:
     def score(self, items: Sequence[Mapping[str, Any]]) -> list[RewardResult]:
         """One RewardResult per item, in order (see the module docstring for failure handling)."""
         if not self.urls:
-            return self._engine_for().score_items([dict(item) for item in items])
+            return self._engine_for().score_items(list(items))
         return self._loop_for().submit(self._score_remote(list(items))).result()
 
     async def ascore(self, items: Sequence[Mapping[str, Any]]) -> list[RewardResult]:
@@ -170,7 +170,9 @@ class RewardClient:
                 transport=transport, timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
         return self._http
 
-    def _wire(self, item: Mapping[str, Any], full: bool) -> dict[str, Any]:
+    def _wire(self, item: Any, full: bool) -> Any:
+        if not isinstance(item, Mapping):
+            return item  # the server answers INVALID_INPUT for it, as in-process mode does
         wire = dict(item)
         task_id = wire.get("task_id")
         full = full or self.send_tasks or task_id in self._unknown_remote
@@ -182,7 +184,8 @@ class RewardClient:
         wires = [self._wire(item, full=False) for item in items]
         results = await self._score_unique(wires)
         retry = [i for i, (w, r) in enumerate(zip(wires, results, strict=True))
-                 if r.status is Status.INVALID_INPUT and "task" not in w and w.get("task_id") in self.tasks]
+                 if r.status is Status.INVALID_INPUT and isinstance(w, dict) and "task" not in w
+                 and w.get("task_id") in self.tasks]
         if retry:
             log.info("reward server does not know %d task ids; re-sending them with full records", len(retry))
             self._unknown_remote.update(wires[i]["task_id"] for i in retry)
@@ -242,7 +245,8 @@ class RewardClient:
         for attempt in range(self.retries + 1):
             url = self.urls[(server + attempt) % len(self.urls)]
             self.requests += 1
-            delay = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random() / 2)
+            cycle = attempt // len(self.urls)  # back off once per pass over the servers
+            delay = min(self.max_backoff_s, self.backoff_s * 2**cycle) * (0.5 + random.random() / 2)
             try:
                 response = await self._client().post(f"{url}/score", content=body,
                                                      headers={"content-type": "application/json"})
@@ -260,6 +264,9 @@ class RewardClient:
                 delay = max(delay, min(self.max_backoff_s, _retry_after(response)))
             if attempt < self.retries:
                 self.retried += 1
+                if (attempt + 1) % len(self.urls):
+                    log.warning("reward request failed (%s); trying the next server", last)
+                    continue
                 log.warning("reward request failed (%s); retry %d/%d in %.1f s", last, attempt + 1, self.retries, delay)
                 await asyncio.sleep(delay)
         log.error("reward servers %s failed %d times; %d items become INFRA_ERROR (last: %s)",

@@ -640,9 +640,9 @@ def start_background(host: str = "127.0.0.1", port: int = 0, *, config: RewardCo
     workdir = tempfile.TemporaryDirectory(prefix="rtlforge-server-")
     root = Path(workdir.name)
     argv = [sys.executable, "-m", "rewards.server", "--host", host, "--port", str(port),
-            "--cache", str(cache) if cache is not None else "none", "--parent-pid", str(os.getpid())]
+            "--cache", str(Path(cache).resolve()) if cache is not None else "none", "--parent-pid", str(os.getpid())]
     argv += ["--config", str(_config_file(config, root))] if config is not None else []
-    files = [str(p) for p in task_files]
+    files = [str(Path(p).resolve()) for p in task_files]
     if tasks is not None:
         files.append(str(_tasks_file(tasks, root)))
     argv += ["--tasks", *files] if files else []
@@ -655,7 +655,7 @@ def start_background(host: str = "127.0.0.1", port: int = 0, *, config: RewardCo
     log_path = root / "server.log"
     with log_path.open("wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=str(Path(__file__).resolve().parents[1]), env=_child_env())
+                                   env=_child_env())
     url = _wait_listening(process, log_path, startup_timeout_s)
     log.info("reward server pid %d listening on %s", process.pid, url)
     return ServerHandle(process, url, workdir, log_path)

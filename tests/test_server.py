@@ -318,3 +318,18 @@ def test_cli_reports_bad_config(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rewards.server", "--port", "0", "--config",
                            str(tmp_path / "missing.yaml")], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_concurrent_requests_share_an_item_in_flight(server):
+    item = {"task_id": "tiny/xor2", "completion": golden("tiny/xor2").replace("^", "^ ~")}
+    before = _metric(server.url, 'rtlforge_item_seconds_count{status="SIM_MISMATCH"}')
+    answers: list = []
+    threads = [threading.Thread(target=lambda: answers.append(post(server.url, json={"items": [item]}).json()))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    statuses = [a["results"][0]["status"] for a in answers]
+    assert statuses == ["SIM_MISMATCH"] * 3
+    assert _metric(server.url, 'rtlforge_item_seconds_count{status="SIM_MISMATCH"}') - before == 1
