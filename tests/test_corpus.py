@@ -193,17 +193,20 @@ def decontaminator() -> Decontaminator:
     return Decontaminator.from_benchmarks(BENCH)
 
 
+UNRELATED = "module top_module(input [2:0] a, output [5:0] y);\n  assign y = {a, ~a} + 6'd17;\nendmodule\n"
+
+
 def test_decontamination_flags_planted_near_copies(decontaminator):
     v2 = BENCH / "verilog-eval-v2" / "dataset_spec-to-rtl"
     prompt = (v2 / "Prob001_zero_prompt.txt").read_text().replace("LOW", "logic low")
     planted = Task(id="x/zero", prompt=prompt, top_module="top_module",
-                   reference="module top_module(output y);\n  assign y = 1'b1;\nendmodule\n")
+                   reference=UNRELATED)
     hit = decontaminator.check(planted)
     assert hit and hit["check"] == "spec" and hit["benchmark"].endswith("Prob001_zero")
 
     spec = (BENCH / "rtllm-v1.1" / "adder_8bit" / "design_description.txt").read_text()
     planted = Task(id="x/adder", prompt=spec.replace("8-bit", "eight bit"), top_module="top_module",
-                   reference="module top_module(output y);\n  assign y = 1'b1;\nendmodule\n")
+                   reference=UNRELATED)
     hit = decontaminator.check(planted)
     assert hit and hit["benchmark"] == "rtllm-v1.1/adder_8bit"
 
