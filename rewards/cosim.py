@@ -8,8 +8,9 @@ How a verdict is reached (DESIGN.md, "The verdict must be the harness's, never t
    so: ``rst_n``, ``resetn``, ``nrst`` …) and every other input as data.
 2. Stimulus is generated here, seeded and deterministic: directed corners (and the numeric
    literals of the golden source, for inputs they fit) then random values; sequential designs get
-   reset held at the start of each seed and extra resets mid-run, and inputs that change 4 time
-   units away from either clock edge.
+   reset held at the start of each seed and extra resets mid-run, inputs that change 4 time units
+   away from either clock edge, and (second and third seeds) inputs that often keep their value
+   for long runs of cycles.
 3. The golden and the candidate are simulated in *separate* Icarus runs with the same harness, so
    no candidate ever shares a simulation with the golden. The golden trace is computed once per
    (task content, stimulus settings) and kept in an in-process LRU cache.
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SimOutcome", "run_cosim", "golden_trace", "GOLDEN_CACHE"]
 
-HARNESS_VERSION = 2
+HARNESS_VERSION = 3
 """Bump when the harness or stimulus changes, so cached golden traces are recomputed."""
 
 GOLDEN_CACHE = LruCache(size=512)
@@ -282,8 +283,13 @@ def _comb_seed(rng: random.Random, ports: Sequence[Port], values: dict[str, list
     return vectors[:count]
 
 
+_HOLD = (0.0, 0.85, 0.97)
+"""Per seed (cycling), the chance that an input keeps last cycle's value: long runs of one value
+reach the states behind "N cycles in a row" conditions that fresh random values never do."""
+
+
 def _seq_seed(rng: random.Random, roles: PortRoles, values: dict[str, list[int]], cycles: int,
-              reset_cycles: int, midrun_resets: int) -> list[tuple[int, ...]]:
+              reset_cycles: int, midrun_resets: int, hold: float = 0.0) -> list[tuple[int, ...]]:
     ports = roles.data_inputs
     reset_at = {i for i in range(min(reset_cycles, cycles))} if roles.reset else set()
     if roles.reset and cycles > reset_cycles + 2:
@@ -293,6 +299,8 @@ def _seq_seed(rng: random.Random, roles: PortRoles, values: dict[str, list[int]]
     vectors = []
     for cycle in range(cycles):
         row = list(_random_vector(rng, ports, values))
+        if vectors and hold:
+            row = [old if rng.random() < hold else new for old, new in zip(vectors[-1], row, strict=True)]
         for i, port in enumerate(ports):
             if port.name == roles.reset:
                 on = cycle in reset_at
@@ -321,7 +329,8 @@ def build_stimulus(roles: PortRoles, *, seeds: Sequence[int], comb_vectors: int,
         rng = random.Random(f"rtlforge-stimulus-{seed}")
         starts.append((int(seed), len(vectors)))
         if roles.clock:
-            vectors += _seq_seed(rng, roles, values, seq_cycles, reset_cycles, midrun_resets)
+            vectors += _seq_seed(rng, roles, values, seq_cycles, reset_cycles, midrun_resets,
+                                 hold=_HOLD[n % len(_HOLD)])
         else:
             vectors += _comb_seed(rng, roles.data_inputs, values, comb_vectors, first=n == 0)
     return StimulusPlan(roles=roles, vectors=tuple(vectors), seed_starts=tuple(starts))
