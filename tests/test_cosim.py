@@ -294,27 +294,41 @@ def test_golden_trace_is_cached_per_task_and_settings():
 
 # --- the shared benchmarks' goldens against themselves -------------------------------------------------
 
-def _benchmark_sample() -> list[Task]:
+UNSUPPORTED_BY_ICARUS = {"Prob151_review2015_fsm", "Prob156_review2015_fancytimer"}  # goldens do not compile
+
+
+def _benchmarks(every: int) -> list[Task]:
     if not BENCHMARKS.is_dir():
         pytest.skip(f"shared benchmarks not found at {BENCHMARKS}")
     from evals.loaders import load_suite
 
     v2 = load_suite("verilogeval-v2-spec-to-rtl", BENCHMARKS / "verilog-eval-v2")
     rtllm = load_suite("rtllm-v1.1", BENCHMARKS / "rtllm-v1.1")
-    unsupported = {"Prob151_review2015_fsm", "Prob156_review2015_fancytimer"}  # Icarus 11 cannot compile them
-    return [t for t in v2[::4] if t.meta["problem"] not in unsupported] + rtllm[::2]
+    return v2[::every] + rtllm[::max(1, every // 2)]
 
 
-def test_benchmark_goldens_pass_cosim_against_themselves():
-    tasks = _benchmark_sample()
+def _cosim_self_check(tasks: list[Task]) -> tuple[dict[str, str], int]:
     failures, sequential = {}, 0
     for task in tasks:
         outcome = cosim_run(task, task.reference)
         sequential += bool(outcome.metrics.get("sequential"))
         if outcome.status is not Status.OK:
-            failures[task.id] = outcome.log[:300]
+            failures[task.meta["problem"]] = f"{outcome.status}: {outcome.log[:300]}"
+    return failures, sequential
+
+
+def test_benchmark_goldens_pass_cosim_against_themselves():
+    tasks = [t for t in _benchmarks(4) if t.meta["problem"] not in UNSUPPORTED_BY_ICARUS]
+    failures, sequential = _cosim_self_check(tasks)
     assert not failures
     assert len(tasks) >= 50 and sequential >= 20
+
+
+@pytest.mark.slow
+def test_all_benchmark_goldens_pass_cosim_against_themselves():
+    failures, sequential = _cosim_self_check(_benchmarks(1))
+    assert set(failures) == UNSUPPORTED_BY_ICARUS, failures
+    assert sequential >= 90
 
 
 @pytest.mark.parametrize("problem, old, new", [
