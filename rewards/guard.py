@@ -360,7 +360,11 @@ def _check_scoped_name(node, context: _ModuleContext, out: list[str]) -> None:
         out.append(f"hierarchical reference {text} in module {module}: $root and other absolute "
                    "paths are not allowed")
     elif root.valueText in context.scopes:
-        return
+        if context.has_error_in(node):
+            # The scope is declared but not visible here (e.g. a block inside a function):
+            # simulators then search upward, through the harness.
+            out.append(f"hierarchical reference {text} in module {module}: it does not resolve to a "
+                       f"scope of that module visible at this point")
     elif root.valueText not in context.data:
         out.append(f"hierarchical reference {text} in module {module}: '{root.valueText}' is not "
                    "declared in that module; only references into its own instances are allowed")

@@ -127,6 +127,8 @@ STATIC = {
     "upward_event": "initial -> tb.ev;",
     "upward_disable": "initial disable tb;",
     "root": "initial $display($root.tb.x);",
+    "hidden_scope_upward": ("function automatic integer f(input integer x); begin : stats1 f = x; end endfunction\n"
+                            "always #1 stats1.errors = 0;"),
     "tran": "wire q = 1'bx; tran(a[0], q);",
     "rtranif": "wire q = 1'bx; rtranif1(a[0], q, 1'b1); tranif0(b[0], q, 1'b0);",
     "alias": "wire [3:0] q = 4'bx; alias a = q;",
