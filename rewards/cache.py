@@ -2,11 +2,12 @@
 
 The key hashes the task's content, the reward config, the tool versions and the candidate as the
 scorer sees it: the extracted code when extraction succeeds, otherwise the raw completion (whose
-text shapes the FORMAT_ERROR message). Extracted code is used verbatim, whitespace included: a
-newline ends a ``//`` comment or a `` `define``, so collapsing whitespace could give two different
-designs one key. Completions the scorer rejects before extraction (empty, longer than
-``max_completion_chars``) get keys of their own, so a long reasoning trace around a cached design
-still gets its RESOURCE_LIMIT.
+text shapes the FORMAT_ERROR message). Extracted code is compared after :func:`normalise_layout`,
+which drops indentation and trailing blanks but keeps every line: a newline ends a ``//`` comment or
+a `` `define``, so collapsing newlines (or spaces inside a line, which may sit in a string literal)
+could give two different designs one key. Completions the scorer rejects before extraction (empty,
+longer than ``max_completion_chars``) get keys of their own, so a long reasoning trace around a
+cached design still gets its RESOURCE_LIMIT.
 
 ``INFRA_ERROR`` and ``INVALID_INPUT`` results are never stored: they say nothing about the candidate.
 Each result is committed as soon as it is computed, so a server killed mid-batch keeps everything it
@@ -30,9 +31,28 @@ from rewards.types import RewardResult, Status, Task
 
 log = logging.getLogger(__name__)
 
-KEY_SCHEMA = "rtlforge-cache-v1"
+KEY_SCHEMA = "rtlforge-cache-v2"
 UNCACHEABLE = frozenset({Status.INFRA_ERROR, Status.INVALID_INPUT})
 _SQL_CHUNK = 500  # stays under SQLite's bound-parameter limit
+
+
+_BLANKS = " \t\r"  # Verilog whitespace at line ends; not str.strip(): a non-breaking space is an error
+
+
+def normalise_layout(code: str) -> str:
+    """``code`` without indentation or trailing blanks, line for line (so tool line numbers still hold).
+
+    Lines that end in a backslash, and the line after each, stay verbatim: they continue a macro or
+    a string, where blanks can be content.
+    """
+    lines = code.split("\n")
+    out = []
+    continued = False
+    for line in lines:
+        verbatim = continued or line.rstrip(_BLANKS).endswith("\\")
+        out.append(line if verbatim else line.strip(_BLANKS))
+        continued = line.endswith("\\")
+    return "\n".join(out)
 
 
 def candidate_fingerprint(task: Task, completion: str, config: RewardConfig) -> str:
@@ -44,7 +64,7 @@ def candidate_fingerprint(task: Task, completion: str, config: RewardConfig) -> 
     extraction = extract_verilog(completion, task.top_module)
     if extraction.code is None:
         return "raw:" + hashlib.sha256(completion.encode("utf-8", "surrogatepass")).hexdigest()
-    return "code:" + extraction.code
+    return "code:" + normalise_layout(extraction.code)
 
 
 def cache_key(task_hash: str, fingerprint: str, config_hash: str, tools: str) -> str:

@@ -24,6 +24,11 @@ How a batch is served:
   ``INFRA_ERROR`` (reward null): the server ran out of time, the candidate did not fail. Its scoring
   goes on and is cached, so a retry finds it.
 * When the client disconnects, its items that have not started are dropped.
+* Each computed result is committed to the SQLite cache (``--cache``; default
+  ``$RTLFORGE_REWARD_CACHE`` or ``~/.cache/rtlforge/reward-cache.sqlite``; ``none`` = in memory) before
+  the reply, so a restarted server keeps it. INFRA_ERROR and INVALID_INPUT are never stored.
+
+:func:`start_background` runs the same server as a child process (tests, single-node training).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rewards.cache import ResultCache, cache_key, candidate_fingerprint, tools_fingerprint
+from rewards.cache import ResultCache, cache_key, candidate_fingerprint, normalise_layout, tools_fingerprint
 from rewards.config import RewardConfig
 from rewards.score import score
 from rewards.server import ScoringEngine
@@ -41,6 +41,19 @@ def test_key_ignores_text_around_the_same_code():
 
 def test_key_keeps_newlines_that_change_the_design():
     assert _key(AND2, GOLDEN) != _key(AND2, COMMENTED_OUT)
+
+
+def test_key_ignores_indentation_and_trailing_blanks_only():
+    reindented = GOLDEN.replace("\n  ", "\n\t\t") + "   "
+    assert _key(AND2, reindented) == _key(AND2, GOLDEN)
+    assert _key(AND2, GOLDEN.replace("a & b", "a&b")) != _key(AND2, GOLDEN)  # inside a line: kept
+    assert _key(AND2, GOLDEN.replace("\n  assign", "\n\u00a0assign")) != _key(AND2, GOLDEN)  # NBSP is no blank
+
+
+def test_layout_keeps_continued_lines_verbatim():
+    code = "`define PAIR(a) \\\n   {a,  a}\n  assign y = 1;   \nx"
+    assert normalise_layout(code) == "`define PAIR(a) \\\n   {a,  a}\nassign y = 1;\nx"
+    assert normalise_layout("a\n\n  b") == "a\n\nb"  # blank lines stay: line numbers hold
 
 
 def test_key_changes_with_task_config_and_tools():
