@@ -1,6 +1,6 @@
 """Reward-server throughput on a GRPO-shaped workload, against the in-process scoring path.
 
-    python scripts/bench_server.py [--prompts 64] [--generations 8] [--workers N] [--repeats 20] [--seed 0]
+    python scripts/bench_server.py [--prompts 64] [--generations 8] [--workers N] [--repeats 20] [--rounds 1]
 
 Workload: ``--prompts`` prompts drawn from a pool of generated tasks (adders, gates, muxes, comparators,
 counters, shift registers of several widths), each with ``--generations`` completions sampled from a
@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="scoring jobs/workers (0 = one per core)")
     parser.add_argument("--repeats", type=int, default=20, help="cached re-sends of the batch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="alternate in-process and fresh-server runs this many times (load noise)")
     args = parser.parse_args()
 
     from rewards.cache import candidate_fingerprint
@@ -180,24 +182,30 @@ def main() -> None:
     print(f"workload: {len(items)} items ({args.prompts} prompts x {args.generations}), {unique} distinct "
           f"(task, code) pairs -> duplicate rate {1 - unique / len(items):.0%}; workers={workers}")
 
-    inproc_s, inproc_statuses = measure_in_process(items, workers)
-    print(f"in-process score_batch: {inproc_s:.1f} s, {len(items) / inproc_s:.1f} items/s")
-
     by_id = [{"task_id": t.id, "completion": c} for t, c in items]
-    with start_background(tasks=[t for t, _ in task_pool()], workers=workers) as server, \
-            RewardClient([server.url]) as client:
-        start = time.perf_counter()
-        served = client.score(by_id)
-        server_s = time.perf_counter() - start
-        if [r.status.value for r in served] != inproc_statuses:
-            print("WARNING: server and in-process statuses differ")
-        print(f"server, uncached:       {server_s:.1f} s, {len(items) / server_s:.1f} items/s "
-              f"(in-process time / server time = {inproc_s / server_s:.2f})")
-        counts: dict[str, int] = {}
-        for status in inproc_statuses:
-            counts[status] = counts.get(status, 0) + 1
-        print(f"statuses: {json.dumps(dict(sorted(counts.items())))}")
-        report_cached(server.url, client, by_id, args.repeats)
+    ratios = []
+    for round_no in range(1, args.rounds + 1):
+        inproc_s, inproc_statuses = measure_in_process(items, workers)
+        print(f"[round {round_no}] in-process score_batch: {inproc_s:.1f} s, {len(items) / inproc_s:.1f} items/s")
+        last = round_no == args.rounds
+        with start_background(tasks=[t for t, _ in task_pool()], workers=workers) as server, \
+                RewardClient([server.url]) as client:
+            start = time.perf_counter()
+            served = client.score(by_id)
+            server_s = time.perf_counter() - start
+            ratios.append(inproc_s / server_s)
+            if [r.status.value for r in served] != inproc_statuses:
+                print("WARNING: server and in-process statuses differ")
+            print(f"[round {round_no}] server, uncached: {server_s:.1f} s, {len(items) / server_s:.1f} items/s "
+                  f"(in-process time / server time = {ratios[-1]:.2f})")
+            if last:
+                counts: dict[str, int] = {}
+                for status in inproc_statuses:
+                    counts[status] = counts.get(status, 0) + 1
+                print(f"statuses: {json.dumps(dict(sorted(counts.items())))}")
+                print(f"uncached throughput ratio (server / in-process), median of {len(ratios)} rounds: "
+                      f"{statistics.median(ratios):.2f}")
+                report_cached(server.url, client, by_id, args.repeats)
 
 
 def report_cached(url: str, client, by_id: list[dict], repeats: int) -> None:
