@@ -29,8 +29,12 @@ def policy(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("policy")
     base = build_tiny_model(root / "base", task_texts(tasks), **SMALL)
     return sft.run_sft_on_tasks(
-        tasks, model=str(base), out_dir=root / "sft", max_steps=200,
-        extra_args=["--per_device_train_batch_size", "6", "--logging_steps", "50", "--report_to", "none"])
+        tasks,
+        model=str(base),
+        out_dir=root / "sft",
+        max_steps=200,
+        extra_args=["--per_device_train_batch_size", "6", "--logging_steps", "50", "--report_to", "none"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +50,31 @@ def server():
 def pairs_file(policy, server, tmp_path_factory) -> Path:
     """Pairs from the policy's own samples, scored by a real reward server on loopback (the CLI path)."""
     out = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
-    assert pairs.main(["--model", str(policy), "--tasks", str(TASKS), "--n", "6", "--max-new-tokens", "64",
-                       "--temperature", "1.0", "--backend", "hf", "--out", str(out),
-                       "--reward-urls", server.url, "--scored-out", str(out.with_name("scored.jsonl"))]) == 0
+    assert (
+        pairs.main(
+            [
+                "--model",
+                str(policy),
+                "--tasks",
+                str(TASKS),
+                "--n",
+                "6",
+                "--max-new-tokens",
+                "64",
+                "--temperature",
+                "1.0",
+                "--backend",
+                "hf",
+                "--out",
+                str(out),
+                "--reward-urls",
+                server.url,
+                "--scored-out",
+                str(out.with_name("scored.jsonl")),
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -64,10 +90,32 @@ def wandb_env():
 
 
 def _dpo_args(policy: Path, pairs_path: Path | None, out: Path, *flags: str) -> list[str]:
-    args = ["--model_name_or_path", str(policy), "--train_tasks", str(TASKS), "--output_dir", str(out),
-            "--eval_pass_at_1", "false", "--max_steps", "2", "--per_device_train_batch_size", "4",
-            "--learning_rate", "1e-3", "--report_to", "none", "--save_strategy", "no", "--seed", "1",
-            "--sample_max_new_tokens", "64", "--max_length", "512"]
+    args = [
+        "--model_name_or_path",
+        str(policy),
+        "--train_tasks",
+        str(TASKS),
+        "--output_dir",
+        str(out),
+        "--eval_pass_at_1",
+        "false",
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--learning_rate",
+        "1e-3",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--seed",
+        "1",
+        "--sample_max_new_tokens",
+        "64",
+        "--max_length",
+        "512",
+    ]
     if pairs_path is not None:
         args += ["--pairs_file", str(pairs_path)]
     return [*args, *flags]
@@ -99,24 +147,46 @@ def test_pairs_from_real_scores(pairs_file):
 
 def test_handwritten_completions_pair_by_real_verdicts(tmp_path):
     golden = "```verilog\nmodule TopModule(input [3:0] a, input [3:0] b, output [3:0] y);\n  assign y = a + b;\nendmodule\n```"
-    low_bits = ("module TopModule(input [3:0] a, input [3:0] b, output [3:0] y);\n"
-                "  assign y = {a[3:1] + b[3:1], a[0] ^ b[0]};\nendmodule")
+    low_bits = (
+        "module TopModule(input [3:0] a, input [3:0] b, output [3:0] y);\n"
+        "  assign y = {a[3:1] + b[3:1], a[0] ^ b[0]};\nendmodule"
+    )
     wrong = "module TopModule(input [3:0] a, input [3:0] b, output [3:0] y);\n  assign y = a - b;\nendmodule"
     broken = "module TopModule(input [3:0] a, input [3:0] b, output [3:0] y);\n  assign y = a + ;\nendmodule"
-    records = [{"task_id": "tiny/add4", "completion": c} for c in (broken, wrong, golden, low_bits, "no idea")]
+    records = [
+        {"task_id": "tiny/add4", "completion": c} for c in (broken, wrong, golden, low_bits, "no idea")
+    ]
     completions = tmp_path / "completions.jsonl"
     completions.write_text("".join(json.dumps(r) + "\n" for r in records))
     task_file = tmp_path / "tasks.jsonl"
     task_file.write_text(next(line for line in TASKS.read_text().splitlines() if "tiny/add4" in line) + "\n")
     out = tmp_path / "pairs.jsonl"
-    assert pairs.main(["--completions", str(completions), "--tasks", str(task_file), "--out", str(out),
-                       "--max-pairs", "10", "--scored-out", str(tmp_path / "scored.jsonl"),
-                       "--hf-dir", str(tmp_path / "hf")]) == 0
+    assert (
+        pairs.main(
+            [
+                "--completions",
+                str(completions),
+                "--tasks",
+                str(task_file),
+                "--out",
+                str(out),
+                "--max-pairs",
+                "10",
+                "--scored-out",
+                str(tmp_path / "scored.jsonl"),
+                "--hf-dir",
+                str(tmp_path / "hf"),
+            ]
+        )
+        == 0
+    )
     assert len(pairs.load_pairs(tmp_path / "hf")) == len(out.read_text().splitlines())
     statuses = [json.loads(line)["status"] for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
     assert statuses == ["SYNTAX_ERROR", "SIM_MISMATCH", "OK", "SIM_MISMATCH", "FORMAT_ERROR"]
-    found = {(r["chosen_score"]["sample_index"], r["rejected_score"]["sample_index"]): r["rule"]
-             for r in map(json.loads, out.read_text().splitlines())}
+    found = {
+        (r["chosen_score"]["sample_index"], r["rejected_score"]["sample_index"]): r["rule"]
+        for r in map(json.loads, out.read_text().splitlines())
+    }
     assert {k for k, rule in found.items() if rule == "pass_vs_fail"} == {(2, 0), (2, 1), (2, 3), (2, 4)}
     # add4 with a broken carry matches more vectors than a - b; both beat a parse error and no code
     assert found.get((3, 1)) == "closer_fail"
@@ -156,9 +226,27 @@ def test_lora_dpo_adapter_reloads(policy, pairs_file, tmp_path):
 
 def test_iterative_rounds_sample_pair_train_and_resume(policy, tmp_path):
     out = tmp_path / "iter"
-    args = _dpo_args(policy, None, out, "--rounds", "2", "--num_samples", "6", "--max_steps", "1",
-                     "--use_peft", "true", "--lora_r", "8", "--eval_pass_at_1", "true", "--eval_tasks",
-                     str(TASKS), "--eval_samples", "2")
+    args = _dpo_args(
+        policy,
+        None,
+        out,
+        "--rounds",
+        "2",
+        "--num_samples",
+        "6",
+        "--max_steps",
+        "1",
+        "--use_peft",
+        "true",
+        "--lora_r",
+        "8",
+        "--eval_pass_at_1",
+        "true",
+        "--eval_tasks",
+        str(TASKS),
+        "--eval_samples",
+        "2",
+    )
     summary = dpo.main(args)
     assert [r["round"] for r in summary["rounds"]] == [1, 2]
     for index, record in enumerate(summary["rounds"], 1):

@@ -29,7 +29,9 @@ def _result(status: Status, *, ppa: float = 0.0, matched: int = 0, vectors: int 
     if status is Status.INFRA_ERROR:
         return RewardResult.infra_error("t", "bwrap crashed")
     reward = sum(levels.values()) if status is not Status.FORBIDDEN else 0.0
-    return RewardResult("t", status, passed=status is Status.OK, reward=reward, levels=levels, metrics=metrics)
+    return RewardResult(
+        "t", status, passed=status is Status.OK, reward=reward, levels=levels, metrics=metrics
+    )
 
 
 def _samples(*results: RewardResult) -> list[Sample]:
@@ -37,15 +39,21 @@ def _samples(*results: RewardResult) -> list[Sample]:
 
 
 def test_pass_beats_fail_first():
-    samples = _samples(_result(Status.SYNTAX_ERROR), _result(Status.OK, ppa=0.3), _result(Status.FORMAT_ERROR))
+    samples = _samples(
+        _result(Status.SYNTAX_ERROR), _result(Status.OK, ppa=0.3), _result(Status.FORMAT_ERROR)
+    )
     found = pair_samples("t", samples, max_pairs=2)
     assert [(p.rule, p.chosen.index, p.rejected.index) for p in found] == [
-        ("pass_vs_fail", 1, 2), ("pass_vs_fail", 1, 0)]
+        ("pass_vs_fail", 1, 2),
+        ("pass_vs_fail", 1, 0),
+    ]
     assert all(p.margin > 0 for p in found)
 
 
 def test_ppa_among_passes_needs_margin():
-    samples = _samples(_result(Status.OK, ppa=0.10), _result(Status.OK, ppa=0.40), _result(Status.OK, ppa=0.41))
+    samples = _samples(
+        _result(Status.OK, ppa=0.10), _result(Status.OK, ppa=0.40), _result(Status.OK, ppa=0.41)
+    )
     found = pair_samples("t", samples, rules=["ppa"], ppa_margin=0.05, max_pairs=5)
     assert {(p.chosen.index, p.rejected.index) for p in found} == {(1, 0), (2, 0)}
     assert all(p.rule == "ppa" for p in found)
@@ -82,8 +90,11 @@ def test_forbidden_is_no_better_than_no_code():
 
 def test_rule_order_fills_the_cap():
     samples = _samples(
-        _result(Status.OK, ppa=0.0), _result(Status.OK, ppa=0.5),
-        _result(Status.SIM_MISMATCH, matched=5, vectors=10), _result(Status.SYNTAX_ERROR))
+        _result(Status.OK, ppa=0.0),
+        _result(Status.OK, ppa=0.5),
+        _result(Status.SIM_MISMATCH, matched=5, vectors=10),
+        _result(Status.SYNTAX_ERROR),
+    )
     first = pair_samples("t", samples, rules=["closer_fail", "ppa", "pass_vs_fail"], max_pairs=2)
     assert [p.rule for p in first] == ["closer_fail", "ppa"]
     default = pair_samples("t", samples, max_pairs=3)
@@ -94,8 +105,9 @@ def test_rule_order_fills_the_cap():
 
 
 def test_prefer_narrowest_takes_hard_negatives_first():
-    samples = _samples(_result(Status.OK), _result(Status.FORMAT_ERROR),
-                       _result(Status.SIM_MISMATCH, matched=9, vectors=10))
+    samples = _samples(
+        _result(Status.OK), _result(Status.FORMAT_ERROR), _result(Status.SIM_MISMATCH, matched=9, vectors=10)
+    )
     (wide,) = pair_samples("t", samples, rules=["pass_vs_fail"], max_pairs=1, prefer="widest")
     (narrow,) = pair_samples("t", samples, rules=["pass_vs_fail"], max_pairs=1, prefer="narrowest")
     assert wide.rejected.index == 1 and narrow.rejected.index == 2
@@ -125,16 +137,21 @@ def test_infra_error_is_never_paired():
 
 def test_identical_completions_are_deduplicated():
     same = _result(Status.OK)
-    samples = [Sample("module m; endmodule", same, 0), Sample("module m;\n endmodule ", same, 1),
-               Sample("nothing", _result(Status.FORMAT_ERROR), 2)]
+    samples = [
+        Sample("module m; endmodule", same, 0),
+        Sample("module m;\n endmodule ", same, 1),
+        Sample("nothing", _result(Status.FORMAT_ERROR), 2),
+    ]
     found, stats = build_pairs([("t", samples)], max_pairs=4)
     assert stats.duplicates == 1
     assert [(p.chosen.index, p.rejected.index) for p in found] == [(0, 2)]
 
 
 def test_max_pairs_caps_each_prompt_and_stats_count_rules():
-    samples = _samples(*[_result(Status.OK, ppa=0.1 * i) for i in range(4)],
-                       *[_result(Status.SYNTAX_ERROR) for _ in range(4)])
+    samples = _samples(
+        *[_result(Status.OK, ppa=0.1 * i) for i in range(4)],
+        *[_result(Status.SYNTAX_ERROR) for _ in range(4)],
+    )
     samples = [Sample(f"c{i}", s.result, i) for i, s in enumerate(samples)]
     found, stats = build_pairs([("t", samples), ("u", samples)], max_pairs=5)
     assert len(found) == 10 and stats.pairs == 10
@@ -153,10 +170,13 @@ def test_bad_options_are_errors():
 
 
 def test_records_load_as_a_dpo_dataset(tmp_path):
-    task = Task("tiny/and2", "AND of a and b.", "TopModule", "module TopModule(input a, b, output y); endmodule")
+    task = Task(
+        "tiny/and2", "AND of a and b.", "TopModule", "module TopModule(input a, b, output y); endmodule"
+    )
     samples = _samples(_result(Status.OK, ppa=0.2), _result(Status.SIM_MISMATCH, matched=3, vectors=4))
-    path, stats = pairs.pair_file_from_groups([task], [samples], tmp_path / "p.jsonl", style="plain",
-                                              scored_out=tmp_path / "scored.jsonl")
+    path, stats = pairs.pair_file_from_groups(
+        [task], [samples], tmp_path / "p.jsonl", style="plain", scored_out=tmp_path / "scored.jsonl"
+    )
     (record,) = [json.loads(line) for line in path.read_text().splitlines()]
     assert record["prompt"].startswith("AND of a and b.") and "```verilog" in record["prompt"]
     assert record["chosen"] == "completion 0" and record["rejected"] == "completion 1"
@@ -168,8 +188,9 @@ def test_records_load_as_a_dpo_dataset(tmp_path):
     assert dataset.column_names[:3] == ["prompt", "chosen", "rejected"] and len(dataset) == 1
     chat_path, _ = pairs.pair_file_from_groups([task], [samples], tmp_path / "c.jsonl", style="chat")
     chat = json.loads(chat_path.read_text())
-    assert chat["prompt"][-1]["role"] == "user" and chat["chosen"] == [{"role": "assistant",
-                                                                        "content": "completion 0"}]
+    assert chat["prompt"][-1]["role"] == "user" and chat["chosen"] == [
+        {"role": "assistant", "content": "completion 0"}
+    ]
     with pytest.raises(PairingError, match="lacks columns"):
         (tmp_path / "bad.jsonl").write_text('{"prompt": "x"}\n')
         pairs.load_pairs(tmp_path / "bad.jsonl")

@@ -73,7 +73,8 @@ class DPOScriptConfig(ModelFields, TaskFields, DPOConfig):
     """TRL's DPOConfig plus model/LoRA/task fields, pair building, rounds and pass@1 measurement."""
 
     pairs_file: str | None = _f(
-        None, "pairs JSONL/parquet/HF dir from `python -m train.pairs`; None = sample and pair from the policy"
+        None,
+        "pairs JSONL/parquet/HF dir from `python -m train.pairs`; None = sample and pair from the policy",
     )
     rounds: int = _f(1, "iterative DPO rounds (sample -> pair -> DPO); later rounds always sample")
     num_samples: int = _f(8, "completions sampled per training task when building pairs")
@@ -91,7 +92,9 @@ class DPOScriptConfig(ModelFields, TaskFields, DPOConfig):
     reward_config: str | None = _f(None, "reward config YAML (configs/reward/); None = RewardConfig defaults")
     reward_timeout_s: float = _f(600.0, "HTTP timeout of one reward request")
     reward_retries: int = _f(2, "retries of a failed reward request before its items count as INFRA_ERROR")
-    sft_warm_start_steps: int = _f(600, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny)")
+    sft_warm_start_steps: int = _f(
+        600, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny)"
+    )
     eval_pass_at_1: bool = _f(True, "measure functional pass@1 on eval_tasks before and after training")
     eval_samples: int = _f(4, "samples per held-out task for pass@1 (mean pass rate over samples)")
     eval_temperature: float = _f(1.0, "sampling temperature of the pass@1 measurement")
@@ -142,7 +145,9 @@ def resolve_policy(cfg: DPOScriptConfig, train_tasks: Sequence[Task]) -> None:
     from train.tiny import ensure_tiny_sft_policy
 
     with PartialState().main_process_first():
-        cfg.model_name_or_path = str(ensure_tiny_sft_policy(tasks=train_tasks, max_steps=cfg.sft_warm_start_steps))
+        cfg.model_name_or_path = str(
+            ensure_tiny_sft_policy(tasks=train_tasks, max_steps=cfg.sft_warm_start_steps)
+        )
     log.info("tiny policy (SFT warm start): %s", cfg.model_name_or_path)
 
 
@@ -155,41 +160,72 @@ def setup_reporting(cfg: DPOScriptConfig) -> None:
         os.environ.setdefault("WANDB_PROJECT", "rtlforge")
 
 
-def sample_and_score(cfg: DPOScriptConfig, policy: str, tasks: Sequence[Task], scorer, *, n: int,
-                     temperature: float, seed: int):
+def sample_and_score(
+    cfg: DPOScriptConfig, policy: str, tasks: Sequence[Task], scorer, *, n: int, temperature: float, seed: int
+):
     """Sample ``n`` completions per task from ``policy`` and score them: per-task ``Sample`` lists."""
     from train.pairs import sample_for_tasks, score_groups
 
     completions = sample_for_tasks(
-        policy, tasks, n=n, style=cfg.prompt_style, temperature=temperature, top_p=cfg.sample_top_p,
-        max_new_tokens=cfg.sample_max_new_tokens, batch_size=cfg.sample_batch_size, seed=seed,
-        backend=cfg.sampling_backend)
+        policy,
+        tasks,
+        n=n,
+        style=cfg.prompt_style,
+        temperature=temperature,
+        top_p=cfg.sample_top_p,
+        max_new_tokens=cfg.sample_max_new_tokens,
+        batch_size=cfg.sample_batch_size,
+        seed=seed,
+        backend=cfg.sampling_backend,
+    )
     return score_groups(tasks, completions, scorer)
 
 
-def build_round_pairs(cfg: DPOScriptConfig, policy: str, tasks: Sequence[Task], scorer, out: Path,
-                      seed: int) -> dict:
+def build_round_pairs(
+    cfg: DPOScriptConfig, policy: str, tasks: Sequence[Task], scorer, out: Path, seed: int
+) -> dict:
     """Sample, score and pair on ``tasks``; writes ``out`` (pairs) and ``scored.jsonl`` beside it."""
     from train.pairs import pair_file_from_groups
 
-    groups = sample_and_score(cfg, policy, tasks, scorer, n=cfg.num_samples,
-                              temperature=cfg.sample_temperature, seed=seed)
+    groups = sample_and_score(
+        cfg, policy, tasks, scorer, n=cfg.num_samples, temperature=cfg.sample_temperature, seed=seed
+    )
     _, stats = pair_file_from_groups(
-        tasks, groups, out, style=cfg.prompt_style, scored_out=out.with_name("scored.jsonl"),
-        rules=cfg.pair_rules, max_pairs=cfg.max_pairs_per_prompt, ppa_margin=cfg.ppa_margin,
-        fail_margin=cfg.fail_margin, prefer=cfg.pair_prefer)
+        tasks,
+        groups,
+        out,
+        style=cfg.prompt_style,
+        scored_out=out.with_name("scored.jsonl"),
+        rules=cfg.pair_rules,
+        max_pairs=cfg.max_pairs_per_prompt,
+        ppa_margin=cfg.ppa_margin,
+        fail_margin=cfg.fail_margin,
+        prefer=cfg.pair_prefer,
+    )
     return stats.to_dict()
 
 
 def pass_at_1(cfg: DPOScriptConfig, policy: str, tasks: Sequence[Task], scorer) -> dict:
     """Functional pass@1 of ``policy`` on ``tasks``: mean pass rate of ``eval_samples`` samples per task."""
-    groups = sample_and_score(cfg, policy, tasks, scorer, n=cfg.eval_samples,
-                              temperature=cfg.eval_temperature, seed=cfg.seed + 10_000)
+    groups = sample_and_score(
+        cfg,
+        policy,
+        tasks,
+        scorer,
+        n=cfg.eval_samples,
+        temperature=cfg.eval_temperature,
+        seed=cfg.seed + 10_000,
+    )
     results = [s.result for group in groups for s in group]
     infra = sum(r.reward is None for r in results)
     passed = sum(r.passed for r in results)
-    return {"pass@1": passed / max(1, len(results) - infra), "passed": passed, "samples": len(results),
-            "infra_errors": infra, "tasks": len(tasks)}
+    return {
+        "pass@1": passed / max(1, len(results) - infra),
+        "passed": passed,
+        "samples": len(results),
+        "infra_errors": infra,
+        "tasks": len(tasks),
+    }
 
 
 def dpo_rows(path: str | Path):
@@ -259,7 +295,9 @@ def _on_main(fn, *args) -> Any:
     return box[0]
 
 
-def run_round(cfg: DPOScriptConfig, index: int, policy: str, tasks: Sequence[Task], scorer) -> tuple[str, dict]:
+def run_round(
+    cfg: DPOScriptConfig, index: int, policy: str, tasks: Sequence[Task], scorer
+) -> tuple[str, dict]:
     """One round: pairs (given, reused or built) then DPO; returns the next policy and the round record."""
     run_dir = Path(cfg.output_dir) if cfg.rounds == 1 else Path(cfg.output_dir) / f"round-{index}"
     done = run_dir / ROUND_DONE
@@ -274,13 +312,15 @@ def run_round(cfg: DPOScriptConfig, index: int, policy: str, tasks: Sequence[Tas
         if cfg.resume_from_checkpoint and pairs_path.is_file():
             log.info("round %d: reusing %s", index, pairs_path)
         else:
-            record["pairs"] = _on_main(build_round_pairs, cfg, policy, tasks, scorer, pairs_path,
-                                       cfg.seed + 1000 * index)
+            record["pairs"] = _on_main(
+                build_round_pairs, cfg, policy, tasks, scorer, pairs_path, cfg.seed + 1000 * index
+            )
             if not record["pairs"]["pairs"]:
                 raise ConfigError(
                     f"round {index}: no preference pairs from {policy} ({record['pairs']}): every task's samples "
                     "scored alike. Raise num_samples or sample_temperature, relax fail_margin, or start from a "
-                    "stronger (e.g. SFT) policy.")
+                    "stronger (e.g. SFT) policy."
+                )
     record["pairs_file"] = str(pairs_path)
     run_dpo(cfg, policy, pairs_path, run_dir)
     policy = next_policy(cfg, run_dir)
@@ -301,13 +341,19 @@ def train(cfg: DPOScriptConfig) -> dict:
     from train.pairs import make_scorer
 
     train_tasks = resolve_tasks(cfg.train_tasks, "train")[: cfg.max_train_tasks or None]
-    eval_tasks = (resolve_tasks(cfg.eval_tasks, "test")[: cfg.eval_max_tasks or None]
-                  if cfg.eval_pass_at_1 else [])
+    eval_tasks = (
+        resolve_tasks(cfg.eval_tasks, "test")[: cfg.eval_max_tasks or None] if cfg.eval_pass_at_1 else []
+    )
     resolve_policy(cfg, train_tasks)
     setup_reporting(cfg)
     save_resolved_config(cfg, cfg.output_dir)
-    scorer = make_scorer(cfg.reward_urls, [*train_tasks, *eval_tasks], reward_config=cfg.reward_config,
-                         timeout_s=cfg.reward_timeout_s, retries=cfg.reward_retries)
+    scorer = make_scorer(
+        cfg.reward_urls,
+        [*train_tasks, *eval_tasks],
+        reward_config=cfg.reward_config,
+        timeout_s=cfg.reward_timeout_s,
+        retries=cfg.reward_retries,
+    )
     policy = cfg.model_name_or_path
     summary: dict[str, Any] = {"model": policy, "output_dir": cfg.output_dir, "rounds": []}
     if eval_tasks:
@@ -327,21 +373,26 @@ def print_summary(summary: dict) -> None:
     """Closing lines: pairs per round and held-out pass@1 before and after DPO."""
     for record in summary["rounds"]:
         pairs = record.get("pairs")
-        counts = f"{pairs['pairs']} pairs {pairs['pairs_by_rule']}" if pairs else f"pairs {record['pairs_file']}"
+        counts = (
+            f"{pairs['pairs']} pairs {pairs['pairs_by_rule']}" if pairs else f"pairs {record['pairs_file']}"
+        )
         print(f"round {record['round']}: {counts} -> {record['end_policy']}")
     before, after = summary.get("before"), summary.get("after")
     if before and after:
         print(
             f"held-out functional pass@1 ({after['tasks']} tasks x {after['samples'] // max(1, after['tasks'])} "
             f"samples): before DPO {before['pass@1']:.1%}  after DPO {after['pass@1']:.1%}  "
-            f"(change {100 * (after['pass@1'] - before['pass@1']):+.1f} points)")
+            f"(change {100 * (after['pass@1'] - before['pass@1']):+.1f} points)"
+        )
     print(f"run directory: {summary['output_dir']} (resolved_config.yaml, metrics.jsonl, summary.json)")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Entry point: ``accelerate launch train/dpo.py [--config YAML] [--field value ...]``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = load_config(DPOScriptConfig, list(sys.argv[1:] if argv is None else argv), defaults=script_defaults())
+    cfg = load_config(
+        DPOScriptConfig, list(sys.argv[1:] if argv is None else argv), defaults=script_defaults()
+    )
     summary = train(cfg)
     if _is_main():
         print_summary(summary)

@@ -163,8 +163,9 @@ def dedupe(samples: Sequence[Sample]) -> list[Sample]:
     return out
 
 
-def _rule_candidates(samples: Sequence[Sample], rule: str, ppa_margin: float, fail_margin: float,
-                     prefer: str) -> list[tuple[float, Sample, Sample]]:
+def _rule_candidates(
+    samples: Sequence[Sample], rule: str, ppa_margin: float, fail_margin: float, prefer: str
+) -> list[tuple[float, Sample, Sample]]:
     fn = RULES[rule]
     found = []
     for a, b in itertools.permutations(samples, 2):
@@ -278,7 +279,9 @@ class PairStats:
         )
 
 
-def build_pairs(groups: Sequence[tuple[str, Sequence[Sample]]], **options: Any) -> tuple[list[Pair], PairStats]:
+def build_pairs(
+    groups: Sequence[tuple[str, Sequence[Sample]]], **options: Any
+) -> tuple[list[Pair], PairStats]:
     """Pair every prompt's samples; ``groups`` is ``[(task_id, samples), ...]``, ``options`` go to
     :func:`pair_samples`. Returns the pairs (prompt order) and their counts."""
     stats = PairStats()
@@ -309,7 +312,9 @@ def score_summary(sample: Sample) -> dict[str, Any]:
         "status": result.status.value,
         "passed": result.passed,
         "reward": result.reward,
-        "levels": {name: float(result.levels.get(name, 0.0)) for name in ("format", "syntax", "function", "ppa")},
+        "levels": {
+            name: float(result.levels.get(name, 0.0)) for name in ("format", "syntax", "function", "ppa")
+        },
         **{name: _number(result.metrics.get(name)) for name in KEPT_METRICS},
         "sample_index": sample.index,
     }
@@ -391,21 +396,36 @@ def load_pairs(path: str | Path):
 Scorer = Callable[[list[dict]], list[RewardResult]]
 
 
-def make_scorer(reward_urls: Sequence[str] | None, tasks: Sequence[Task], *, reward_config: str | None = None,
-                timeout_s: float = 600.0, retries: int = 2) -> Scorer:
+def make_scorer(
+    reward_urls: Sequence[str] | None,
+    tasks: Sequence[Task],
+    *,
+    reward_config: str | None = None,
+    timeout_s: float = 600.0,
+    retries: int = 2,
+) -> Scorer:
     """``items -> results`` through the reward client: the servers at ``reward_urls``, or, with no URLs,
     the same scoring pipeline in this process."""
     from rewards.client import RewardClient
     from rewards.config import load_reward_config
 
-    client = RewardClient(list(reward_urls or []), tasks={t.id: t for t in tasks},
-                          config=load_reward_config(reward_config), timeout_s=timeout_s, retries=retries)
+    client = RewardClient(
+        list(reward_urls or []),
+        tasks={t.id: t for t in tasks},
+        config=load_reward_config(reward_config),
+        timeout_s=timeout_s,
+        retries=retries,
+    )
     return client.score
 
 
-def score_groups(tasks: Sequence[Task], completions: Sequence[Sequence[str]], scorer: Scorer) -> list[list[Sample]]:
+def score_groups(
+    tasks: Sequence[Task], completions: Sequence[Sequence[str]], scorer: Scorer
+) -> list[list[Sample]]:
     """Score every completion (one scorer call) and regroup them per task as :class:`Sample` lists."""
-    items = [{"task_id": t.id, "completion": c} for t, group in zip(tasks, completions, strict=True) for c in group]
+    items = [
+        {"task_id": t.id, "completion": c} for t, group in zip(tasks, completions, strict=True) for c in group
+    ]
     results = scorer(items)
     if len(results) != len(items):
         raise PairingError(f"the scorer returned {len(results)} results for {len(items)} completions")
@@ -416,32 +436,61 @@ def score_groups(tasks: Sequence[Task], completions: Sequence[Sequence[str]], sc
     return groups
 
 
-def sample_for_tasks(checkpoint: str | Path, tasks: Sequence[Task], *, n: int, style: str,
-                     temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 512,
-                     batch_size: int = 16, seed: int = 0, backend: str = "auto",
-                     base: str | None = None, device: str | None = None, dtype: str | None = None
-                     ) -> list[list[str]]:
+def sample_for_tasks(
+    checkpoint: str | Path,
+    tasks: Sequence[Task],
+    *,
+    n: int,
+    style: str,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: int = 512,
+    batch_size: int = 16,
+    seed: int = 0,
+    backend: str = "auto",
+    base: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> list[list[str]]:
     """``n`` completions per task from ``checkpoint`` (full, merged or LoRA adapter), HF or vLLM."""
     from rollout.sampling import SamplingConfig, sample_completions
 
-    config = SamplingConfig(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                            batch_size=batch_size, seed=seed, style=style)
-    return sample_completions(checkpoint, [t.prompt for t in tasks], config, base=base, backend=backend,
-                              device=device, dtype=dtype)
+    config = SamplingConfig(
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        style=style,
+    )
+    return sample_completions(
+        checkpoint, [t.prompt for t in tasks], config, base=base, backend=backend, device=device, dtype=dtype
+    )
 
 
-def pair_file_from_groups(tasks: Sequence[Task], groups: Sequence[Sequence[Sample]], out: str | Path, *,
-                          style: str, scored_out: str | Path | None = None, **options: Any
-                          ) -> tuple[Path, PairStats]:
+def pair_file_from_groups(
+    tasks: Sequence[Task],
+    groups: Sequence[Sequence[Sample]],
+    out: str | Path,
+    *,
+    style: str,
+    scored_out: str | Path | None = None,
+    **options: Any,
+) -> tuple[Path, PairStats]:
     """Pair scored groups and write the pairs JSONL (and, if asked, every scored sample)."""
     pairs, stats = build_pairs([(t.id, g) for t, g in zip(tasks, groups, strict=True)], **options)
     by_id = {t.id: t for t in tasks}
     path = write_jsonl(out, [pair_record(p, by_id[p.task_id], style) for p in pairs])
     if scored_out is not None:
-        write_jsonl(scored_out, [
-            {"task_id": t.id, "sample_index": s.index, "completion": s.completion, **s.result.to_dict()}
-            for t, group in zip(tasks, groups, strict=True) for s in group
-        ])
+        write_jsonl(
+            scored_out,
+            [
+                {"task_id": t.id, "sample_index": s.index, "completion": s.completion, **s.result.to_dict()}
+                for t, group in zip(tasks, groups, strict=True)
+                for s in group
+            ],
+        )
     log.info("pairs: %s -> %s", stats.summary(), path)
     return path, stats
 
@@ -466,11 +515,16 @@ def read_completions(path: str | Path, tasks: Sequence[Task]) -> list[list[str]]
 def _parser() -> argparse.ArgumentParser:
     from rollout.sampling import add_sampling_args
 
-    parser = argparse.ArgumentParser(prog="python -m train.pairs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m train.pairs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", help="checkpoint to sample from (full, merged or LoRA adapter dir)")
     parser.add_argument("--completions", type=Path, help="pair these Completion records instead of sampling")
-    parser.add_argument("--tasks", type=Path, help="task JSONL/parquet (default: embedded corpus split --split)")
+    parser.add_argument(
+        "--tasks", type=Path, help="task JSONL/parquet (default: embedded corpus split --split)"
+    )
     parser.add_argument("--split", default="train", help="embedded corpus split when --tasks is not given")
     parser.add_argument("--max-tasks", type=int, help="use only the first N tasks")
     parser.add_argument("--out", required=True, type=Path, help="pairs JSONL to write")
@@ -479,12 +533,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--style", default="plain", help="prompt style: plain | think | chat | raw")
     parser.add_argument("--reward-urls", nargs="*", help="reward server URLs (default: score in-process)")
     parser.add_argument("--reward-config", help="reward config YAML (default: RewardConfig defaults)")
-    parser.add_argument("--rules", default=",".join(DEFAULT_RULES),
-                        help=f"ordered, comma-separated subset of {list(RULES)}")
+    parser.add_argument(
+        "--rules", default=",".join(DEFAULT_RULES), help=f"ordered, comma-separated subset of {list(RULES)}"
+    )
     parser.add_argument("--max-pairs", type=int, default=4, help="pairs per prompt at most")
-    parser.add_argument("--ppa-margin", type=float, default=0.02, help="smallest PPA-level gap for a ppa pair")
-    parser.add_argument("--fail-margin", type=float, default=0.1,
-                        help="smallest progress gap for a closer_fail pair (0.1 = 10%% more vectors matched)")
+    parser.add_argument(
+        "--ppa-margin", type=float, default=0.02, help="smallest PPA-level gap for a ppa pair"
+    )
+    parser.add_argument(
+        "--fail-margin",
+        type=float,
+        default=0.1,
+        help="smallest progress gap for a closer_fail pair (0.1 = 10%% more vectors matched)",
+    )
     parser.add_argument("--prefer", default="widest", choices=PREFER, help="which margins fill the cap first")
     add_sampling_args(parser)
     return parser
@@ -499,21 +560,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     from train.sft import resolve_tasks
 
     tasks = resolve_tasks(str(args.tasks) if args.tasks else None, args.split)[: args.max_tasks or None]
-    options = {"rules": check_rules([r.strip() for r in args.rules.split(",") if r.strip()]),
-               "max_pairs": args.max_pairs, "ppa_margin": args.ppa_margin, "fail_margin": args.fail_margin,
-               "prefer": args.prefer}
+    options = {
+        "rules": check_rules([r.strip() for r in args.rules.split(",") if r.strip()]),
+        "max_pairs": args.max_pairs,
+        "ppa_margin": args.ppa_margin,
+        "fail_margin": args.fail_margin,
+        "prefer": args.prefer,
+    }
     if args.completions:
         completions = read_completions(args.completions, tasks)
     else:
-        completions = sample_for_tasks(args.model, tasks, n=args.n, style=args.style,
-                                       temperature=args.temperature, top_p=args.top_p,
-                                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                       seed=args.seed, backend=args.backend, base=args.base,
-                                       device=args.device, dtype=args.dtype)
+        completions = sample_for_tasks(
+            args.model,
+            tasks,
+            n=args.n,
+            style=args.style,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            backend=args.backend,
+            base=args.base,
+            device=args.device,
+            dtype=args.dtype,
+        )
     scorer = make_scorer(args.reward_urls, tasks, reward_config=args.reward_config)
     groups = score_groups(tasks, completions, scorer)
-    path, stats = pair_file_from_groups(tasks, groups, args.out, style=args.style, scored_out=args.scored_out,
-                                        **options)
+    path, stats = pair_file_from_groups(
+        tasks, groups, args.out, style=args.style, scored_out=args.scored_out, **options
+    )
     if args.hf_dir:
         load_pairs(path).save_to_disk(str(args.hf_dir))
     print(json.dumps(stats.to_dict(), indent=1))
