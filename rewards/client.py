@@ -80,7 +80,8 @@ class RewardClient:
             does not know is re-sent with the full record from here; in-process they are the id index.
         config: reward config for in-process mode; in remote mode it is compared with each
             server's (``/healthz``) and a mismatch is logged as a warning.
-        timeout_s: HTTP timeout of one request (longer than the server's ``--item-timeout-s``).
+        timeout_s: HTTP timeout of one request; keep it above the servers' ``--item-timeout-s``
+            (500 s by default) so a slow batch is answered, with INFRA_ERROR for its late items.
         retries: retries of one request after the first try (transient failures only).
         backoff_s, max_backoff_s: exponential backoff base and cap (with jitter).
         max_items, max_request_mb: split a batch into requests no larger than this.
@@ -89,7 +90,7 @@ class RewardClient:
     """
 
     def __init__(self, urls: Sequence[str] | None = None, *, tasks: Mapping[str, Task] | Iterable[Task] | None = None,
-                 config: RewardConfig | None = None, timeout_s: float = 1800.0, retries: int = 8,
+                 config: RewardConfig | None = None, timeout_s: float = 600.0, retries: int = 8,
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0, max_items: int = 1024,
                  max_request_mb: float = 16.0, send_tasks: bool = False, workers: int | None = None) -> None:
         self.urls = [u.rstrip("/") for u in (urls or [])]
@@ -175,8 +176,9 @@ class RewardClient:
             return item  # the server answers INVALID_INPUT for it, as in-process mode does
         wire = dict(item)
         task_id = wire.get("task_id")
-        full = full or self.send_tasks or task_id in self._unknown_remote
-        if "task" not in wire and isinstance(task_id, str) and task_id in self.tasks and full:
+        if "task" in wire or not isinstance(task_id, str) or task_id not in self.tasks:
+            return wire
+        if full or self.send_tasks or task_id in self._unknown_remote:
             wire["task"] = self.tasks[task_id]
         return wire
 

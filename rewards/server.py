@@ -81,14 +81,16 @@ class ServerConfig:
     queue_items: int = _f(16384, "most items admitted but not finished; a request past it gets 429")
     max_items: int = _f(4096, "most items in one request (413 above)")
     max_body_mb: float = _f(32.0, "largest request body in MiB (413 above)")
-    item_timeout_s: float = _f(900.0, "an item not scored this long after admission is INFRA_ERROR")
+    item_timeout_s: float = _f(
+        500.0, "an item not scored this long after admission is INFRA_ERROR; keep it below the clients' "
+        "HTTP timeout (600 s by default) so they get an answer rather than a timeout")
 
     def __post_init__(self) -> None:
         if self.workers < 0 or self.queue_items < 1 or self.max_items < 1 or self.max_body_mb <= 0:
             raise ValueError(f"bad server limits {self}: workers >= 0, queue_items >= 1, max_items >= 1, "
                              "max_body_mb > 0")
         if self.item_timeout_s <= 0:
-            raise ValueError(f"item_timeout_s={self.item_timeout_s} must be > 0, e.g. 900")
+            raise ValueError(f"item_timeout_s={self.item_timeout_s} must be > 0, e.g. 500")
 
 
 def invalid_input(task_id: str, message: str) -> RewardResult:
