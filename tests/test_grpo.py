@@ -26,7 +26,7 @@ from train.tiny import build_tiny_model, task_texts
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = REPO / "tests" / "data" / "grpo_tasks.jsonl"
-SMALL = {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128, "vocab_size": 400}
+VOCAB = 1000
 
 
 def _free_port() -> int:
@@ -39,10 +39,16 @@ def _free_port() -> int:
 def policy(tmp_path_factory) -> Path:
     tasks = load_tasks(TASKS)
     root = tmp_path_factory.mktemp("policy")
-    base = build_tiny_model(root / "base", task_texts(tasks), **SMALL)
+    base = build_tiny_model(root / "base", task_texts(tasks), vocab_size=VOCAB)
+    # 60 steps leave the policy half-trained: at temperature 1 its answers mix OK, SIM_MISMATCH,
+    # SYNTAX_ERROR and FORMAT_ERROR (measured), so most groups have different rewards.
     return sft.run_sft_on_tasks(
-        tasks, model=str(base), out_dir=root / "sft", max_steps=40,
-        extra_args=["--per_device_train_batch_size", "6", "--logging_steps", "10"])
+        tasks,
+        model=str(base),
+        out_dir=root / "sft",
+        max_steps=60,
+        extra_args=["--per_device_train_batch_size", "6", "--logging_steps", "20", "--learning_rate", "3e-3"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +61,35 @@ def server():
 
 
 def _args(policy: Path, out: Path, url: str, *flags: str) -> list[str]:
-    return ["--model_name_or_path", str(policy), "--train_tasks", str(TASKS), "--reward_urls", url,
-            "--output_dir", str(out), "--eval_pass_at_1", "false", "--max_steps", "2",
-            "--per_device_train_batch_size", "16", "--num_generations", "4", "--max_completion_length", "64",
-            "--learning_rate", "1e-3", "--report_to", "none", "--save_strategy", "no", "--seed", "1", *flags]
+    return [
+        "--model_name_or_path",
+        str(policy),
+        "--train_tasks",
+        str(TASKS),
+        "--reward_urls",
+        url,
+        "--output_dir",
+        str(out),
+        "--eval_pass_at_1",
+        "false",
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "16",
+        "--num_generations",
+        "4",
+        "--max_completion_length",
+        "96",
+        "--learning_rate",
+        "1e-3",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--seed",
+        "1",
+        *flags,
+    ]
 
 
 def _records(out: Path) -> list[dict]:
@@ -79,7 +110,9 @@ def test_full_grpo_two_steps(policy, server, tmp_path):
     assert len(steps) == 2
     keys = set().union(*steps)
     for level in LEVELS:
-        assert any(level in key for key in keys), f"no per-level reward metric for {level!r} in {sorted(keys)}"
+        assert any(level in key for key in keys), (
+            f"no per-level reward metric for {level!r} in {sorted(keys)}"
+        )
     assert "dynamic_sampling/dropped_groups" in keys and "rewards/infra_error_frac" in keys
     assert summary["scored_items"] == 2 * 16 and summary["infra_errors"] == 0
     assert (out / "resolved_config.yaml").is_file() and (out / "config.yaml").is_file()
@@ -89,14 +122,28 @@ def test_lora_grpo_adapter_reloads_and_resumes(policy, server, tmp_path):
     from peft import PeftModel
 
     out = tmp_path / "lora"
-    flags = ["--use_peft", "--lora_r", "4", "--lora_alpha", "8", "--save_strategy", "steps", "--save_steps", "1"]
+    flags = [
+        "--use_peft",
+        "--lora_r",
+        "4",
+        "--lora_alpha",
+        "8",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+    ]
     grpo.main(_args(policy, out, server.url, *flags))
     assert (out / "adapter_config.json").is_file() and (out / "checkpoint-2").is_dir()
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(policy), str(out))
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
-    assert lora_b and any(p.abs().sum() > 0 for p in lora_b), "LoRA B matrices are still zero: nothing was learned"
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b), (
+        "LoRA B matrices are still zero: nothing was learned"
+    )
 
-    grpo.main(_args(policy, out, server.url, *flags, "--max_steps", "3", "--resume_from_checkpoint", "latest"))
+    grpo.main(
+        _args(policy, out, server.url, *flags, "--max_steps", "3", "--resume_from_checkpoint", "latest")
+    )
     state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["global_step"] == 3
 
@@ -104,11 +151,14 @@ def test_lora_grpo_adapter_reloads_and_resumes(policy, server, tmp_path):
 def test_dynamic_sampling_drops_an_all_equal_group():
     from accelerate import Accelerator
 
-    trainer = SimpleNamespace(accelerator=Accelerator(cpu=True), num_generations=4,
-                              _metrics={"train": defaultdict(list)})
+    trainer = SimpleNamespace(
+        accelerator=Accelerator(cpu=True), num_generations=4, _metrics={"train": defaultdict(list)}
+    )
     # Group 0: rewards all equal (advantages all zero); group 1: mixed, one advantage happens to be 0.
-    output = {"advantages": torch.tensor([0.0, 0.0, 0.0, 0.0, 1.2, -0.8, 0.0, -0.4]),
-              "completion_mask": torch.ones(8, 5, dtype=torch.long)}
+    output = {
+        "advantages": torch.tensor([0.0, 0.0, 0.0, 0.0, 1.2, -0.8, 0.0, -0.4]),
+        "completion_mask": torch.ones(8, 5, dtype=torch.long),
+    }
     output["completion_mask"][7, 3:] = 0
     dropped = grpo.drop_flat_groups(trainer, output)
     assert dropped == 1
@@ -125,8 +175,9 @@ def test_infra_items_do_not_make_a_group_informative():
 
 
 def test_overlong_shaping_is_linear_in_the_buffer():
-    reward = grpo.VerilogReward(lambda *a, **k: [1.0, 1.0, None, 1.0], max_completion_length=100,
-                                overlong_buffer_len=20)
+    reward = grpo.VerilogReward(
+        lambda *a, **k: [1.0, 1.0, None, 1.0], max_completion_length=100, overlong_buffer_len=20
+    )
     got = reward(["p"] * 4, ["c"] * 4, completion_ids=[[0] * 80, [0] * 90, [0] * 100, [0] * 100])
     assert got == [1.0, 0.5, None, 0.0]
     assert reward.last_counts == (1, 4)
@@ -139,16 +190,34 @@ def test_reward_server_down_stops_the_run(policy, tmp_path):
     assert not (tmp_path / "down" / "model.safetensors").exists()
 
 
+def _server_items(url: str) -> float:
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("rtlforge_items_total")
+    )
+
+
 def test_two_processes_share_one_reward_server(policy, server, tmp_path):
-    """2 CPU processes (gloo) with half the per-device batch score as many items as 1 process."""
+    """2 CPU processes (gloo) with half the per-device batch score as many items as 1 process (32)."""
     out = tmp_path / "two"
-    argv = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-            str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", str(_free_port()),
-            str(REPO / "train" / "grpo.py"),
-            *_args(policy, out, server.url, "--per_device_train_batch_size", "8")]
+    served_before = _server_items(server.url)
+    argv = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "configs" / "accelerate" / "cpu_2proc.yaml"),
+        "--main_process_port",
+        str(_free_port()),
+        str(REPO / "train" / "grpo.py"),
+        *_args(policy, out, server.url, "--per_device_train_batch_size", "8"),
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scored_items"] == 2 * 16 and summary["infra_errors"] == 0
     assert len([r for r in _records(out) if "loss" in r and "reward" in r]) == 2
+    assert _server_items(server.url) > served_before  # both processes scored through the shared server

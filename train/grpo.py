@@ -168,6 +168,7 @@ class VerilogReward:
         self.buffer = overlong_buffer_len
         self.penalty = overlong_penalty
         self.last_counts = (0, 0)
+        self.last_infra_log = ""
         self.infra_total = 0
         self.scored_total = 0
 
@@ -182,6 +183,8 @@ class VerilogReward:
         rewards = self.trl_reward(prompts, completions, completion_ids=completion_ids, **kwargs)
         infra = sum(1 for r in rewards if r is None)
         self.last_counts = (infra, len(rewards))
+        results = getattr(self.trl_reward, "last_results", None) or []
+        self.last_infra_log = next((r.log for r in results if r.reward is None), self.last_infra_log)
         self.infra_total += infra
         self.scored_total += len(rewards)
         if self.buffer and completion_ids is not None:
@@ -287,7 +290,8 @@ class RTLGRPOTrainer(GRPOTrainer):
             raise InfraErrorRateExceeded(
                 f"reward scoring failed (INFRA_ERROR) for {infra} of {total} completions at step "
                 f"{self.state.global_step} ({infra / total:.0%} > fail_on_infra_rate={self.fail_on_infra_rate:.0%}): "
-                "the reward server or an EDA tool is broken, so these completions have no reward. Check that the "
+                f"the reward server or an EDA tool is broken, so these completions have no reward (e.g. "
+                f"{self.verilog_reward.last_infra_log[:300]!r}). Check that the "
                 "reward server is up (GET /healthz) and `python -m rewards tools` lists every tool; raise "
                 "fail_on_infra_rate only if occasional failures are expected."
             )
@@ -429,7 +433,8 @@ def train(cfg: GRPOScriptConfig) -> dict:
             summary["after"] = _evaluate_on_main(trainer, tokenizer, eval_tasks, client, cfg)
         counts = torch.tensor([reward.scored_total, reward.infra_total], device=trainer.accelerator.device)
         summary["scored_items"], summary["infra_errors"] = (
-            int(v) for v in trainer.accelerator.reduce(counts, reduction="sum").tolist())
+            int(v) for v in trainer.accelerator.reduce(counts, reduction="sum").tolist()
+        )
     if trainer.accelerator.is_main_process:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
