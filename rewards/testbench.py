@@ -81,6 +81,7 @@ _KEYWORDS = {"module", "macromodule", "endmodule", "begin", "end", "fork", "join
              "input", "output", "inout", "reg", "wire", "logic", "integer", "assign", "always", "initial",
              "if", "else", "for", "while", "repeat", "forever", "case", "endcase", "default", "automatic",
              "static", "signed", "unsigned", "bit", "int", "void", "real", "time", "genvar", "generate"}
+_BIDIRECTIONAL = {"inout", "tran", "tranif0", "tranif1", "rtran", "rtranif0", "rtranif1"}
 _MISMATCHES = re.compile(r"Mismatches:\s*(\d+)\s+in\s+(\d+)\s+samples")
 _FAILURES = re.compile(r"(\d+)\s*/\s*(\d+)\s*failures", re.I)
 _VERDICT_WORDS = re.compile(r"pass|fail|error|mismatch", re.I)
@@ -405,12 +406,35 @@ def judge(golden: GoldenBench, report: BenchReport) -> SimOutcome:
     return SimOutcome(Status.SIM_MISMATCH, 0, 1, tail or "the test bench printed no verdict")
 
 
+def shared_net_hazard(task: Task, code: str) -> str | None:
+    """Why ``code`` could drive the input nets it shares with the bench's reference, else ``None``.
+
+    The bench connects the same nets to the reference and to the candidate; through an ``inout``
+    port (Icarus joins a port connection like ``.io({a, b})`` both ways) or a bidirectional switch,
+    the candidate could put x on them, and the reference's x outputs are then don't-care. Neither
+    is needed when the golden design has no ``inout`` port, so then neither word may appear
+    (macro bodies included).
+    """
+    try:
+        golden_inout = any(p.direction == "inout" for p in parse_ports(task.reference, task.top_module))
+    except InterfaceError:
+        golden_inout = False
+    if golden_inout:
+        return None
+    words = sorted({t.text for t in tokenize(code) if t.kind == "ident" and t.text in _BIDIRECTIONAL})
+    if words:
+        return (f"the design uses {', '.join(words)}, which could drive the input nets it shares with "
+                "the test bench's reference; the specified module has no inout port, so use inputs, "
+                "outputs and one-way gates only")
+    return None
+
+
 def run_testbench(task: Task, code: str, *, limits: Limits, sandbox: bool = True) -> SimOutcome:
     """Grade ``code`` with ``task.testbench`` (see the module docstring).
 
     Returns OK, SIM_MISMATCH (graded when the bench counts samples), SYNTAX_ERROR (Icarus rejects
-    the candidate with the bench), SIM_TIMEOUT, RESOURCE_LIMIT, or INFRA_ERROR (the bench does not
-    run with the golden design).
+    the candidate with the bench), FORBIDDEN (see :func:`shared_net_hazard`), SIM_TIMEOUT,
+    RESOURCE_LIMIT, or INFRA_ERROR (the bench does not run with the golden design).
 
     Raises:
         ToolNotFound, SandboxError: Icarus or the sandbox is missing (infrastructure).
@@ -422,6 +446,9 @@ def run_testbench(task: Task, code: str, *, limits: Limits, sandbox: bool = True
     except GoldenError as exc:
         log.warning("golden run of %s failed: %s", task.id, exc)
         return SimOutcome(Status.INFRA_ERROR, log=str(exc))
+    hazard = shared_net_hazard(task, code)
+    if hazard:
+        return SimOutcome(Status.FORBIDDEN, 0, golden.samples or 1, hazard)
     run, report = _run_bench(task, code, False, candidate_limits(limits, golden.wall_s), sandbox)
     metrics = {"sim_wall_s": round(run.result.wall_s, 4)}
     total = golden.samples or 1

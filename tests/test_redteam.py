@@ -171,12 +171,32 @@ def test_candidate_cannot_x_out_the_reference_through_its_inputs(name, tb_task):
     _assert_fails(_score(tb_task, code))
 
 
-def test_switch_attack_is_real_without_the_static_checks(tb_task):
-    """The attack above is not vacuous: at the function level alone (no guard, no lint) it passes,
-    so the guard's switch rule and Verilator's ASSIGNIN error are what stop it."""
-    code = TB_CONST.format(items=DRIVE_INPUTS["tran"], extra="")
+INOUT_DRIVER = "module drv(inout [1:0] io); bufif1 g0(io[0], 1'bx, 1'b1); bufif1 g1(io[1], 1'bx, 1'b1); endmodule"
+
+
+@pytest.mark.parametrize("items,extra", [(DRIVE_INPUTS["tran"], ""), ("drv d(.io({a, b}));", INOUT_DRIVER)],
+                         ids=["tran", "inout_concat"])
+def test_function_level_refuses_shared_net_drivers_without_guard_or_lint(items, extra, tb_task, monkeypatch):
+    """Without the guard and Verilator (run_testbench alone) the bench refuses both attacks; with
+    that refusal switched off they pass, so the refusal is what stops them."""
+    from rewards import testbench
+
+    code = TB_CONST.format(items=items, extra=extra)
+    assert _function_level(tb_task, code).status is Status.FORBIDDEN
+    monkeypatch.setattr(testbench, "shared_net_hazard", lambda task, code: None)
     assert _function_level(tb_task, code).status is Status.OK
     assert _function_level(tb_task, TB_CONST.format(items="", extra="")).status is Status.SIM_MISMATCH
+
+
+def test_inout_allowed_when_the_golden_has_one(tb_task):
+    from rewards.testbench import shared_net_hazard
+
+    code = TB_CONST.format(items="", extra=INOUT_DRIVER)
+    assert shared_net_hazard(tb_task, code)
+    golden = "module TopModule(inout [1:0] io, output out); assign out = io[0]; endmodule"
+    with_inout = Task.from_dict({**tb_task.to_dict(), "reference": golden})
+    assert shared_net_hazard(with_inout, code) is None
+    assert shared_net_hazard(tb_task, TB_CONST.format(items="// inout tran\n", extra="")) is None
 
 
 # --- names: harness look-alikes, duplicates -------------------------------------------------
@@ -343,3 +363,15 @@ def test_idiomatic_designs_still_pass(counter_task, cosim_task, tb_task):
     for task, code in ((counter_task, LEGIT_COUNTER), (cosim_task, LEGIT_BITWISE), (tb_task, LEGIT_AND)):
         result = _score(task, code)
         assert result.status is Status.OK and result.reward >= PASS, result
+
+
+@pytest.mark.xfail(strict=True, reason="score.normalise_code collapses newlines, so a line comment that "
+                   "swallows code dedups with the uncommented answer in score_batch")
+def test_batch_dedup_does_not_share_a_pass_with_a_commented_out_variant(cosim_task):
+    from rewards.score import score_batch
+
+    good = LEGIT_BITWISE.replace("  assign o_and", "  // and\n  assign o_and")
+    bad = good.replace("// and\n", "// and ")
+    results = score_batch([(cosim_task, f"```verilog\n{c}\n```") for c in (good, bad)], CONFIG, jobs=1)
+    assert results[0].status is Status.OK
+    assert results[1].status is not Status.OK, results[1]
