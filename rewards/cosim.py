@@ -33,25 +33,31 @@ import json
 import logging
 import random
 import re
+import signal
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rewards.interface import InterfaceError, parse_ports
-from rewards.sandbox import Limits
+from rewards.lint import LintResult, interpret, lint_binds, lint_command, run_lint
+from rewards.sandbox import Job, JobResult, Limits, SandboxError, cpu_rlimit, out_of_memory, run_job
 from rewards.sim import (
+    COMPILE_FAILED_RC,
     LruCache,
     SimOutcome,
+    SimRun,
     candidate_limits,
     compile_log,
     failure_status,
     new_nonce,
     simulate,
 )
+from rewards.sim import _script as sim_script
+from rewards.tools import IVERILOG, VVP, ToolNotFound
 from rewards.types import Port, Status, Task
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SimOutcome", "run_cosim", "golden_trace", "GOLDEN_CACHE"]
+__all__ = ["SimOutcome", "LintedOutcome", "run_cosim", "run_lint_and_cosim", "golden_trace", "GOLDEN_CACHE"]
 
 HARNESS_VERSION = 3
 """Bump when the harness or stimulus changes, so cached golden traces are recomputed."""
@@ -563,6 +569,13 @@ def run_cosim(task: Task, code: str, *, seeds: Sequence[int], comb_vectors: int,
     run = simulate([(_HARNESS_FILE, harness)], (_CANDIDATE_FILE, code), [f"rtlf_tb_{names_nonce}"],
                    limits=candidate_limits(limits, golden.cpu_s), sandbox=sandbox,
                    data_files=[(_STIM_FILE, golden.stim_text)], outputs=[trace_name])
+    return judge_run(golden, run, secret)
+
+
+def judge_run(golden: GoldenTrace, run: SimRun, secret: str) -> SimOutcome:
+    """The outcome of a candidate's compile + simulation ``run`` whose trace carries ``secret``."""
+    plan = golden.plan
+    trace_name = f"trace_{secret}.txt"
     total = len(golden.rows)
     metrics = {"sim_wall_s": round(run.result.wall_s, 4), "sequential": bool(plan.clock)}
     if not run.compiled:
@@ -581,3 +594,132 @@ def run_cosim(task: Task, code: str, *, seeds: Sequence[int], comb_vectors: int,
     outcome = compare(golden, rows)
     outcome.metrics.update(metrics)
     return outcome
+
+
+# --- lint and co-simulation in one job --------------------------------------------------------
+
+@dataclass
+class LintedOutcome:
+    """The lint verdict and, when the lint passed, the co-simulation's (``None`` otherwise).
+
+    ``lint_share`` is the fraction of the time that went to the lint (for per-level timings).
+    """
+
+    lint: LintResult
+    outcome: SimOutcome | None
+    lint_share: float = 1.0
+
+
+def _mark_text(nonce: str) -> str:
+    return f"rtlf-lint-{nonce} "
+
+
+def _lint_marker(nonce: str) -> re.Pattern:
+    # printf 'rtlf-lint-<nonce> <status> '; times  -> shell's own user/sys, then its children's
+    return re.compile(rf"rtlf-lint-{nonce} (\d+) \S+ \S+\n(\d+)m([\d.]+)s (\d+)m([\d.]+)s\n")
+
+
+def _cpu_step(limits: Limits) -> str:
+    cpu = cpu_rlimit(limits)
+    return f"ulimit -S -t {cpu} && ulimit -H -t {cpu + 1}"
+
+
+def _lint_then_sim_script(top: str, lint_limits: Limits, sim_limits: Limits, nonce: str, sim: str) -> str:
+    return (
+        f"({_cpu_step(lint_limits)} && {lint_command(top)}) 1>&2\n"
+        "rtlf_lint=$?\n"
+        f"printf 'rtlf-lint-{nonce} %d ' $rtlf_lint >&2; times >&2\n"
+        '[ "$rtlf_lint" -eq 0 ] || exit "$rtlf_lint"\n'
+        f"{_cpu_step(sim_limits)} || exit 125\n"
+        + sim
+    )
+
+
+def _combined_limits(lint_limits: Limits, sim_limits: Limits) -> Limits | None:
+    """Limits of a job running both steps, or ``None`` when they differ in more than time."""
+    if replace(lint_limits, cpu_s=0, wall_s=0, max_output_bytes=0) != replace(
+            sim_limits, cpu_s=0, wall_s=0, max_output_bytes=0):
+        return None
+    return replace(sim_limits, cpu_s=float(max(cpu_rlimit(lint_limits), cpu_rlimit(sim_limits))),
+                   wall_s=lint_limits.wall_s + sim_limits.wall_s,
+                   max_output_bytes=lint_limits.max_output_bytes + sim_limits.max_output_bytes)
+
+
+def _split(result: JobResult, nonce: str, lint_limits: Limits,
+           sim_limits: Limits) -> tuple[JobResult, JobResult | None, float]:
+    """The lint's view and the simulation's view (``None`` when it did not run) of one job.
+
+    A job stopped before the lint's marker is the lint's, whatever stopped it.
+    """
+    mark = _lint_marker(nonce).search(result.stderr)
+    if mark is None:
+        return result, None, 1.0
+    status = int(mark.group(1))
+    lint_cpu = int(mark.group(2)) * 60 + float(mark.group(3)) + int(mark.group(4)) * 60 + float(mark.group(5))
+    lint_wall = result.marks.get(_mark_text(nonce), result.wall_s)
+    share = min(1.0, lint_wall / result.wall_s) if result.wall_s > 0 else 1.0
+    lint_err = result.stderr[:mark.start()]
+    sig = status - 128 if status > 128 else None
+    lint_view = JobResult(
+        returncode=status, stdout="", stderr=lint_err, outputs={}, wall_s=lint_wall,
+        cpu_s=lint_cpu, cpu_limit=sig in (signal.SIGXCPU, signal.SIGKILL), wall_timeout=False,
+        memory_limit=status != 0 and out_of_memory(lint_err),
+        output_truncated=len(lint_err.encode()) > lint_limits.max_output_bytes, signal=sig)
+    if status != 0:
+        return lint_view, None, 1.0
+    sim_err = result.stderr[mark.end():]
+    sim_size = len(result.stdout.encode()) + len(sim_err.encode())
+    sim_view = replace(
+        result, stderr=sim_err, wall_s=max(0.0, result.wall_s - lint_wall), cpu_s=max(0.0, result.cpu_s - lint_cpu),
+        memory_limit=result.returncode != 0 and out_of_memory(sim_err),
+        output_truncated=result.output_truncated or sim_size > sim_limits.max_output_bytes)
+    return lint_view, sim_view, share
+
+
+def run_lint_and_cosim(task: Task, code: str, *, lint_limits: Limits, seeds: Sequence[int], comb_vectors: int,
+                       seq_cycles: int, reset_cycles: int, midrun_resets: int, limits: Limits,
+                       sandbox: bool = True) -> LintedOutcome:
+    """:func:`rewards.lint.run_lint`, then :func:`run_cosim` when the lint passes: same results, one job.
+
+    One sandbox start instead of two. The job lints first (under the lint's CPU limit, Verilator's
+    output kept apart from the simulation's), then prints a marker with a fresh nonce, Verilator's
+    exit status and its CPU time; only when Verilator exited 0 does it compile and simulate, under
+    the candidate's own limits. A job stopped before the marker is the lint's timeout, after it the
+    simulation's; the simulation's result is used only when the lint passes. A lint that passes
+    although Verilator exited non-zero (only *Unsupported* messages), a broken golden, and limits
+    that differ in more than time fall back to separate jobs.
+
+    Raises:
+        ToolNotFound, SandboxError: a tool or the sandbox is missing (infrastructure).
+    """
+    settings = {"seeds": seeds, "comb_vectors": comb_vectors, "seq_cycles": seq_cycles,
+                "reset_cycles": reset_cycles, "midrun_resets": midrun_resets}
+    try:
+        golden = golden_trace(task, **settings, limits=limits, sandbox=sandbox)
+        job_limits = _combined_limits(lint_limits, candidate_limits(limits, golden.cpu_s))
+    except (GoldenError, InterfaceError, ToolNotFound, SandboxError):
+        job_limits = None  # the lint comes first, as in separate jobs
+    if job_limits is None:
+        checked = run_lint(code, task.top_module, limits=lint_limits, sandbox=sandbox)
+        outcome = run_cosim(task, code, **settings, limits=limits, sandbox=sandbox) if checked.ok else None
+        return LintedOutcome(checked, outcome, 0.5 if checked.ok else 1.0)
+    sim_limits = candidate_limits(limits, golden.cpu_s)
+    names_nonce, secret, marker = new_nonce(), new_nonce(), new_nonce()
+    harness = harness_source(golden.plan, task.top_module, names_nonce, secret)
+    sources = [_HARNESS_FILE, _CANDIDATE_FILE]
+    script = _lint_then_sim_script(task.top_module, lint_limits, sim_limits, marker,
+                                   sim_script(sources, [f"rtlf_tb_{names_nonce}"], IVERILOG.binary(), VVP.binary()))
+    job = Job(argv=("/bin/sh", "-c", script),
+              files=((_HARNESS_FILE, harness), (_CANDIDATE_FILE, code), (_STIM_FILE, golden.stim_text)),
+              limits=job_limits, outputs=(f"trace_{secret}.txt",), marks=(_mark_text(marker),),
+              ro_binds=tuple(sorted({*lint_binds(), *IVERILOG.ro_binds(), *VVP.ro_binds()})))
+    result = run_job(job, sandbox=sandbox)
+    lint_view, sim_view, share = _split(result, marker, lint_limits, sim_limits)
+    checked = interpret(lint_view, lint_limits)
+    if not checked.ok:
+        return LintedOutcome(checked, None)
+    if sim_view is None:
+        return LintedOutcome(checked, run_cosim(task, code, **settings, limits=limits, sandbox=sandbox), 0.5)
+    compiled = not (sim_view.returncode == COMPILE_FAILED_RC and not sim_view.timed_out)
+    run = SimRun(result=sim_view, compiled=compiled, outputs=sim_view.outputs)
+    return LintedOutcome(checked, judge_run(golden, run, secret), share)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import signal
 from dataclasses import dataclass, field
 
@@ -131,6 +132,26 @@ def lint_argv(binary: str, top: str) -> tuple[str, ...]:
     return ("/bin/sh", "-c", _STACK_PRELUDE, "verilator", direct, *LINT_FLAGS, "--top-module", top, SOURCE_NAME)
 
 
+def lint_command(top: str) -> str:
+    """Shell text that lints ``SOURCE_NAME`` (for a job script that runs more than the lint).
+
+    Raises :class:`rewards.tools.ToolNotFound` when Verilator is missing.
+    """
+    argv = lint_argv(VERILATOR.binary(), top)
+    if argv[0] == "/bin/sh":  # ("/bin/sh", "-c", prelude, "$0", binary, flags...)
+        return _STACK_PRELUDE.replace('"$@"', shlex.join(argv[4:]))
+    return "exec " + shlex.join(argv)
+
+
+def lint_binds() -> tuple[str, ...]:
+    """Host paths a job running Verilator must see (its prefix when outside ``/usr``)."""
+    binds = VERILATOR.ro_binds()
+    direct = verilator_bin(VERILATOR.binary())
+    if direct and not direct.startswith("/usr/"):
+        binds = tuple(sorted({*binds, os.path.dirname(os.path.dirname(direct))}))
+    return binds
+
+
 def run_lint(code: str, top: str, *, limits: Limits, sandbox: bool = True) -> LintResult:
     """Lint ``code`` with Verilator, ``top`` as the top module, inside the sandbox.
 
@@ -142,12 +163,8 @@ def run_lint(code: str, top: str, *, limits: Limits, sandbox: bool = True) -> Li
 
 def lint_job(code: str, top: str, limits: Limits) -> Job:
     """The sandbox job that lints ``code`` (raises :class:`rewards.tools.ToolNotFound`)."""
-    binary = VERILATOR.binary()
-    binds = VERILATOR.ro_binds()
-    direct = verilator_bin(binary)
-    if direct and not direct.startswith("/usr/"):
-        binds = tuple(sorted({*binds, os.path.dirname(os.path.dirname(direct))}))
-    return Job(argv=lint_argv(binary, top), files=((SOURCE_NAME, code),), limits=limits, ro_binds=binds)
+    return Job(argv=lint_argv(VERILATOR.binary(), top), files=((SOURCE_NAME, code),), limits=limits,
+               ro_binds=lint_binds())
 
 
 def interpret(result: JobResult, limits: Limits) -> LintResult:

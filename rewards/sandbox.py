@@ -56,6 +56,11 @@ _OUT_OF_MEMORY = re.compile(
     r"unable to (re)?alloc|failed to allocate|not enough memory", re.I)
 
 
+def out_of_memory(text: str) -> bool:
+    """Whether ``text`` (a tool's stderr) says an allocation was refused (``RLIMIT_AS``)."""
+    return bool(_OUT_OF_MEMORY.search(text))
+
+
 class SandboxError(RuntimeError):
     """The sandbox itself could not run the job (not the tool failing): an infrastructure error."""
 
@@ -79,6 +84,8 @@ class Job:
 
     ``outputs`` names files (relative to the job dir) to read back after the run.
     ``ro_binds`` are extra host paths made visible read-only at the same path (tool prefixes).
+    ``marks`` are strings the job prints on stderr between steps: the result says when each first
+    arrived (seconds after the start), so a multi-step job's time can be split by step.
     """
 
     argv: tuple[str, ...]
@@ -87,6 +94,7 @@ class Job:
     outputs: tuple[str, ...] = ()
     ro_binds: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    marks: tuple[str, ...] = ()
 
     def content_hash(self) -> str:
         blob = json.dumps(
@@ -110,6 +118,7 @@ class JobResult:
     memory_limit: bool = False
     output_truncated: bool = False
     signal: int | None = None
+    marks: dict[str, float] = field(default_factory=dict)
 
     @property
     def timed_out(self) -> bool:
@@ -161,8 +170,13 @@ def _bwrap_argv(bwrap: str, job: Job, job_dir: Path) -> list[str]:
     return argv + list(job.argv)
 
 
+def cpu_rlimit(limits: Limits) -> int:
+    """The ``RLIMIT_CPU`` soft limit (whole seconds) a job under ``limits`` runs with; hard is one more."""
+    return max(1, int(limits.cpu_s + 0.999))
+
+
 def _preexec(limits: Limits, uid: int | None):
-    cpu = max(1, int(limits.cpu_s + 0.999))
+    cpu = cpu_rlimit(limits)
     mem = limits.memory_mb * 1024 * 1024
     fsize = limits.max_file_mb * 1024 * 1024
 
@@ -181,8 +195,12 @@ def _preexec(limits: Limits, uid: int | None):
     return apply
 
 
-def _read_capped(proc: subprocess.Popen, limits: Limits, deadline: float) -> tuple[bytes, bytes, bool, bool]:
-    """Drain stdout/stderr until exit; kill on output flood or wall deadline."""
+def _read_capped(proc: subprocess.Popen, limits: Limits, deadline: float,
+                 marks: dict[bytes, float | None]) -> tuple[bytes, bytes, bool, bool]:
+    """Drain stdout/stderr until exit; kill on output flood or wall deadline.
+
+    ``marks`` maps strings awaited on stderr to the monotonic time each first arrived (filled in).
+    """
     bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
     sel = selectors.DefaultSelector()
     for stream in bufs:
@@ -202,12 +220,20 @@ def _read_capped(proc: subprocess.Popen, limits: Limits, deadline: float) -> tup
                 continue
             buf = bufs[key.fileobj]
             buf += chunk
+            if key.fileobj is proc.stderr:
+                _note_marks(buf, len(chunk), marks)
             if len(bufs[proc.stdout]) + len(bufs[proc.stderr]) > limits.max_output_bytes:
                 truncated = True
                 open_streams = 0
                 break
     sel.close()
     return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), truncated, wall
+
+
+def _note_marks(buf: bytearray, new: int, marks: dict[bytes, float | None]) -> None:
+    for mark, seen in marks.items():
+        if seen is None and buf.find(mark, max(0, len(buf) - new - len(mark))) >= 0:
+            marks[mark] = time.monotonic()
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
@@ -261,6 +287,7 @@ def run_job(job: Job, sandbox: bool = True) -> JobResult:
         env = {"PATH": "/usr/bin:/bin", "HOME": "/job" if sandbox else str(job_dir), "LANG": "C.UTF-8",
                "TMPDIR": "/tmp", **dict(job.env)}
         log.debug("sandbox run: %s", shlex.join(argv))
+        marks: dict[bytes, float | None] = {m.encode(): None for m in job.marks}
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -271,7 +298,7 @@ def run_job(job: Job, sandbox: bool = True) -> JobResult:
             raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
         try:
             stdout, stderr, truncated, wall = b"", b"", False, True
-            stdout, stderr, truncated, wall = _read_capped(proc, job.limits, start + job.limits.wall_s)
+            stdout, stderr, truncated, wall = _read_capped(proc, job.limits, start + job.limits.wall_s, marks)
         finally:
             if wall or truncated:
                 _kill_tree(proc)
@@ -297,9 +324,10 @@ def run_job(job: Job, sandbox: bool = True) -> JobResult:
             cpu_s=cpu_s,
             cpu_limit=cpu_limit or sig == signal.SIGXCPU,
             wall_timeout=wall,
-            memory_limit=rc != 0 and bool(_OUT_OF_MEMORY.search(stderr_text)),
+            memory_limit=rc != 0 and out_of_memory(stderr_text),
             output_truncated=truncated,
             signal=sig,
+            marks={m.decode(): t - start for m, t in marks.items() if t is not None},
         )
     finally:
         if not os.environ.get("RTLFORGE_KEEP_JOBS"):

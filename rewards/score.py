@@ -80,6 +80,23 @@ class _Stopwatch:
             self.sink[stage] = self.sink.get(stage, 0.0) + now - self.last
         self.last = now
 
+    def split(self, first: str, second: str, share: float) -> None:
+        """Book the time since the last lap to two stages, ``share`` of it to ``first``."""
+        now = time.perf_counter()
+        if self.sink is not None:
+            elapsed = now - self.last
+            self.sink[first] = self.sink.get(first, 0.0) + elapsed * share
+            self.sink[second] = self.sink.get(second, 0.0) + elapsed * (1 - share)
+        self.last = now
+
+
+def _interface(task: Task, code: str) -> tuple[str | None, interface.InterfaceError | None]:
+    """The interface check's mismatch message, or the error a broken golden raised (kept for later)."""
+    try:
+        return interface.check_interface(task, code), None
+    except interface.InterfaceError as exc:
+        return None, exc
+
 
 def score(task: Task, completion: str, config: RewardConfig | None = None,
           timings: dict[str, float] | None = None) -> RewardResult:
@@ -114,26 +131,36 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
     if violations:
         return _result(task, config, Status.FORBIDDEN, _levels(fmt=1.0), "; ".join(violations), reward=0.0)
 
-    lint_result = lint.run_lint(code, task.top_module, limits=limits_for(config, config.lint_cpu_s),
-                                sandbox=config.sandbox)
-    metrics: dict = {"lint_warnings": lint_result.warning_count}
-    if not lint_result.ok:
-        status = Status.RESOURCE_LIMIT if lint_result.timed_out else Status.SYNTAX_ERROR
-        return _result(task, config, status, _levels(fmt=1.0), lint_result.log, metrics)
-    mismatch = interface.check_interface(task, code)
-    watch.lap("syntax")
-    if mismatch:
-        return _result(task, config, Status.INTERFACE_MISMATCH, _levels(fmt=1.0), mismatch, metrics)
-
+    # The interface is read first (in-process) so that a co-simulated candidate can be linted and
+    # simulated in one sandbox job; the verdict order stays lint, interface, function.
+    mismatch, broken = _interface(task, code)
+    lint_limits = limits_for(config, config.lint_cpu_s)
     sim_limits = limits_for(config, config.sim_cpu_s)
-    if task.testbench:
-        outcome = testbench.run_testbench(task, code, limits=sim_limits, sandbox=config.sandbox)
-    else:
-        outcome = cosim.run_cosim(
-            task, code, seeds=tuple(config.seeds), comb_vectors=config.comb_vectors,
+    linted = None
+    if not task.testbench and mismatch is None and broken is None:
+        linted = cosim.run_lint_and_cosim(
+            task, code, lint_limits=lint_limits, seeds=tuple(config.seeds), comb_vectors=config.comb_vectors,
             seq_cycles=config.seq_cycles, reset_cycles=config.reset_cycles,
             midrun_resets=config.midrun_resets, limits=sim_limits, sandbox=config.sandbox)
-    watch.lap("function")
+        lint_result = linted.lint
+    else:
+        lint_result = lint.run_lint(code, task.top_module, limits=lint_limits, sandbox=config.sandbox)
+    metrics: dict = {"lint_warnings": lint_result.warning_count}
+    if not lint_result.ok:
+        watch.lap("syntax")
+        status = Status.RESOURCE_LIMIT if lint_result.timed_out else Status.SYNTAX_ERROR
+        return _result(task, config, status, _levels(fmt=1.0), lint_result.log, metrics)
+    if broken is not None:
+        raise broken
+    if linted is not None and linted.outcome is not None:
+        watch.split("syntax", "function", linted.lint_share)
+        outcome = linted.outcome
+    else:
+        watch.lap("syntax")
+        if mismatch:
+            return _result(task, config, Status.INTERFACE_MISMATCH, _levels(fmt=1.0), mismatch, metrics)
+        outcome = testbench.run_testbench(task, code, limits=sim_limits, sandbox=config.sandbox)
+        watch.lap("function")
     metrics.update(outcome.metrics)
     metrics["vectors"] = outcome.total
     metrics["matched"] = outcome.matched
