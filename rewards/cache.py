@@ -61,7 +61,7 @@ def candidate_fingerprint(task: Task, completion: str, config: RewardConfig) -> 
         return "empty"
     if len(completion) > config.max_completion_chars:
         return f"too-long:{len(completion)}"
-    extraction = extract_verilog(completion, task.top_module)
+    extraction = extract_verilog(completion, task.top_module, header=task.interface)  # as rewards.score does
     if extraction.code is None:
         return "raw:" + hashlib.sha256(completion.encode("utf-8", "surrogatepass")).hexdigest()
     return "code:" + normalise_layout(extraction.code)

@@ -73,6 +73,14 @@ def test_key_separates_completions_rejected_before_extraction():
     assert candidate_fingerprint(AND2, "no code", config) != candidate_fingerprint(AND2, "no code here", config)
 
 
+def test_key_follows_the_scorers_extraction_with_a_header():
+    completion = "```verilog\n  assign y = a & b;\nendmodule\n```"  # a body for a code-completion prompt
+    with_header = dataclasses.replace(AND2, interface="module TopModule(input a, input b, output y);")
+    assert candidate_fingerprint(AND2, completion, CONFIG).startswith("raw:")
+    assert candidate_fingerprint(with_header, completion, CONFIG) == "code:" + normalise_layout(
+        "module TopModule(input a, input b, output y);\nassign y = a & b;\nendmodule\n")
+
+
 def test_round_trip_and_persistence(tmp_path):
     path = tmp_path / "c.sqlite"
     cache = ResultCache(path)
