@@ -375,3 +375,23 @@ def test_batch_dedup_does_not_share_a_pass_with_a_commented_out_variant(cosim_ta
     results = score_batch([(cosim_task, f"```verilog\n{c}\n```") for c in (good, bad)], CONFIG, jobs=1)
     assert results[0].status is Status.OK
     assert results[1].status is not Status.OK, results[1]
+
+
+@pytest.mark.xfail(strict=True, reason="run_job reports SandboxError whenever a failing job's stderr starts "
+                   "with 'bwrap:', and a `line directive renames the file in Icarus's messages; only the "
+                   "guard's `line ban stops this end to end")
+def test_function_level_cannot_forge_an_infrastructure_error(cosim_task):
+    code = ('`line 1 "bwrap: setting up uid map" 0\n'
+            + COSIM_WRONG.replace("a | b", "no_such_net").format(items="", extra=""))
+    assert _score(cosim_task, code).status is Status.FORBIDDEN
+    assert _function_level(cosim_task, code).status is Status.SYNTAX_ERROR
+
+
+@pytest.mark.xfail(strict=True, reason="RTLLM's edge_detect bench accepts constant outputs; the bench alone "
+                   "decides test-bench tasks, without a co-simulation against the golden")
+def test_weak_rtllm_bench_does_not_pass_constant_outputs():
+    task = _suite("rtllm-v1.1", "rtllm-v1.1", "edge_detect")
+    ports = parse_ports(task.reference, task.top_module)
+    decl = ", ".join(f"{p.direction} [{p.width - 1}:0] {p.name}" for p in ports)
+    body = "\n".join(f"assign {p.name} = {p.width}'d0;" for p in ports if p.direction != "input")
+    _assert_fails(_score(task, f"module {task.top_module}({decl});\n{body}\nendmodule"))
