@@ -162,5 +162,5 @@ def test_resolved_config_is_saved_and_reruns(tmp_path):
 def test_cross_field_check_names_the_values():
     from train.grpo import GRPOScriptConfig, script_defaults
 
-    with pytest.raises(ConfigError, match="overlong_buffer_len=500 must be < max_completion_length=192"):
+    with pytest.raises(ConfigError, match="overlong_buffer_len=500 must be < max_completion_length=256"):
         load_config(GRPOScriptConfig, ["--overlong_buffer_len", "500"], defaults=script_defaults())

@@ -26,7 +26,8 @@ from train.tiny import build_tiny_model, task_texts
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = REPO / "tests" / "data" / "grpo_tasks.jsonl"
-VOCAB = 1000
+# The arch the GRPO tests were calibrated with (fixed here so DEFAULT_ARCH can change independently).
+ARCH = {"vocab_size": 1000, "hidden_size": 128, "num_layers": 4, "num_heads": 4, "intermediate_size": 384}
 
 
 def _free_port() -> int:
@@ -39,7 +40,7 @@ def _free_port() -> int:
 def policy(tmp_path_factory) -> Path:
     tasks = load_tasks(TASKS)
     root = tmp_path_factory.mktemp("policy")
-    base = build_tiny_model(root / "base", task_texts(tasks), vocab_size=VOCAB)
+    base = build_tiny_model(root / "base", task_texts(tasks), **ARCH)
     # 60 steps leave the policy half-trained: at temperature 1 its answers mix OK, SIM_MISMATCH,
     # SYNTAX_ERROR and FORMAT_ERROR (measured), so most groups have different rewards.
     return sft.run_sft_on_tasks(

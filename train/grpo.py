@@ -102,7 +102,7 @@ class GRPOScriptConfig(ModelFields, TaskFields, GRPOConfig):
     )
     overlong_penalty: float = _f(1.0, "largest overlong punishment (reached at max_completion_length)")
     sft_warm_start_steps: int = _f(
-        600, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny)"
+        300, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny)"
     )
     eval_pass_at_1: bool = _f(True, "measure functional pass@1 on eval_tasks before and after training")
     eval_samples: int = _f(4, "samples per held-out task for pass@1 (mean pass rate over samples)")
@@ -125,11 +125,11 @@ def script_defaults() -> dict[str, Any]:
     return {
         "output_dir": "runs/grpo-tiny",
         "max_steps": 60,
-        "learning_rate": 2e-5,
+        "learning_rate": 1e-4,
         "lr_scheduler_type": "constant",
         "per_device_train_batch_size": 32,
         "num_generations": 8,
-        "max_completion_length": 192,
+        "max_completion_length": 256,
         "temperature": 1.0,
         "beta": 0.0,
         "loss_type": "dapo",

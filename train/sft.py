@@ -45,7 +45,7 @@ from train.config import (
 log = logging.getLogger(__name__)
 
 # Bump when the tiny SFT defaults below change, so cached warm starts are rebuilt.
-TINY_RECIPE_VERSION = 1
+TINY_RECIPE_VERSION = 2
 
 
 @dataclass
@@ -62,11 +62,11 @@ def script_defaults() -> dict:
     """Defaults of the embedded CPU recipe, under any YAML or flag."""
     return {
         "output_dir": "runs/sft-tiny",
-        "max_steps": 600,
+        "max_steps": 300,
         "learning_rate": 2e-3,
         "lr_scheduler_type": "cosine",
-        "warmup_steps": 30,
-        "per_device_train_batch_size": 16,
+        "warmup_steps": 20,
+        "per_device_train_batch_size": 8,
         "max_length": 1024,
         "logging_steps": 25,
         "save_strategy": "no",
@@ -178,7 +178,9 @@ def train(cfg: SFTScriptConfig, tasks: Sequence[Task] | None = None) -> Path:
         peft_config=lora_config(cfg),
         callbacks=[JsonlMetrics(Path(cfg.output_dir) / "metrics.jsonl")],
     )
-    trainer.train(resume_from_checkpoint=True if cfg.resume_from_checkpoint == "latest" else cfg.resume_from_checkpoint)
+    trainer.train(
+        resume_from_checkpoint=True if cfg.resume_from_checkpoint == "latest" else cfg.resume_from_checkpoint
+    )
     trainer.save_model(cfg.output_dir)
     tokenizer.save_pretrained(cfg.output_dir)
     return Path(cfg.output_dir)

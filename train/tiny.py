@@ -45,14 +45,15 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-# Sized by measurement on a 2-core CPU: big enough to learn the corpus' templates in a few hundred
-# SFT steps, small enough that a GRPO step with 32 completions stays within seconds.
+# Sized for a 2-core CPU: one SFT step on 8 corpus examples (~300 tokens each) must cost well under a
+# second, and a GRPO step with 32 completions of up to 256 tokens a few seconds (measured: the
+# 128-wide, 4-layer variant took 3-4 s per 16-example SFT step unloaded, too slow for the demo budget).
 DEFAULT_ARCH = {
     "vocab_size": 2048,
-    "hidden_size": 128,
-    "num_layers": 4,
+    "hidden_size": 96,
+    "num_layers": 3,
     "num_heads": 4,
-    "intermediate_size": 384,
+    "intermediate_size": 256,
     "max_position_embeddings": 2048,
 }
 
@@ -207,7 +208,7 @@ def ensure_tiny_sft_policy(
     out_dir: str | Path | None = None,
     *,
     tasks: Sequence[Task] | None = None,
-    max_steps: int = 600,
+    max_steps: int = 300,
     extra_args: Sequence[str] = (),
 ) -> Path:
     """Return the tiny policy after the SFT warm start (``train/sft.py``) on ``tasks``, building if absent.
