@@ -231,7 +231,11 @@ class ScoringEngine:
                 batch.task_ids[index] = resolved.task_id
                 continue
             task, task_hash, completion = resolved
-            fingerprint = candidate_fingerprint(task, completion, self.config)
+            try:
+                fingerprint = candidate_fingerprint(task, completion, self.config)
+            except Exception:  # noqa: BLE001 - scoring it will report the failure for this item only
+                log.exception("keying an item of task %s failed", task.id)
+                fingerprint = f"unkeyable:{len(completion)}:{hash(completion)}"
             key = cache_key(task_hash, fingerprint, self.config_hash, self.tools_key)
             batch.task_ids[index] = task.id
             batch.slots.setdefault(key, []).append(index)
