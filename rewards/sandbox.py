@@ -61,6 +61,9 @@ def out_of_memory(text: str) -> bool:
     return bool(_OUT_OF_MEMORY.search(text))
 
 
+READY_MARK = ".sandbox-ready"
+
+
 class SandboxError(RuntimeError):
     """The sandbox itself could not run the job (not the tool failing): an infrastructure error."""
 
@@ -165,8 +168,10 @@ def _bwrap_argv(bwrap: str, job: Job, job_dir: Path) -> list[str]:
     # The job runs under a shell that is pid 1 of the namespace and waits for it: bwrap's own init
     # is never waited for by the outer bwrap, so its CPU time (and the tool's) would be lost to
     # wait4(). The shell is not the last command of its script, so it cannot exec the tool away.
+    # Its first act marks the sandbox as up: a failure without the mark is bubblewrap's, never the
+    # tool's (whatever the tool prints, even text that imitates bubblewrap's messages).
     argv += ["--bind", str(job_dir), "/job", "--chdir", "/job", "--as-pid-1", "--",
-             "/bin/sh", "-c", '"$@"; exit $?', "rtlforge-init"]
+             "/bin/sh", "-c", f': > {READY_MARK}; "$@"; exit $?', "rtlforge-init"]
     return argv + list(job.argv)
 
 
@@ -311,8 +316,9 @@ def run_job(job: Job, sandbox: bool = True) -> JobResult:
         rc = proc.returncode
         sig = -rc if rc < 0 else (rc - 128 if rc > 128 and sandbox else None)
         stderr_text = stderr.decode("utf-8", "replace")
-        if sandbox and rc != 0 and stderr_text.startswith("bwrap:"):
-            raise SandboxError(f"bubblewrap failed to set up the sandbox: {stderr_text.strip()[:300]}")
+        if sandbox and rc != 0 and not (wall or truncated) and not (job_dir / READY_MARK).exists():
+            raise SandboxError(f"bubblewrap failed to set up the sandbox (exit code {rc}): "
+                               f"{stderr_text.strip()[:300]}")
         cpu_s = usage.ru_utime + usage.ru_stime
         cpu_limit = sig in (signal.SIGXCPU, signal.SIGKILL) and not wall and not truncated
         return JobResult(

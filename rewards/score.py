@@ -7,15 +7,14 @@ concurrently (tools are subprocesses, so threads suffice) and evaluates identica
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from rewards import cosim, guard, interface, lint, ppa, testbench
+from rewards.cache import candidate_fingerprint, normalise_layout
 from rewards.config import RewardConfig
 from rewards.extract import extract_verilog
 from rewards.sandbox import Limits, SandboxError
@@ -42,8 +41,8 @@ def limits_for(config: RewardConfig, cpu_s: float) -> Limits:
 
 
 def normalise_code(code: str) -> str:
-    """Whitespace-insensitive form of extracted code, for cache keys and in-batch dedup."""
-    return re.sub(r"\s+", " ", code).strip()
+    """Layout-insensitive form of extracted code (indentation and trailing blanks dropped, lines kept)."""
+    return normalise_layout(code)
 
 
 def _levels(fmt: float = 0.0, syntax: float = 0.0, function: float = 0.0, ppa_level: float = 0.0) -> dict:
@@ -185,12 +184,11 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
     return _result(task, config, Status.OK, _levels(1.0, 1.0, 1.0, ppa_level), "", metrics)
 
 
-def dedup_key(task: Task, completion: str) -> str:
-    """Two items with the same key score identically (same task content, same extracted code)."""
-    extraction = (extract_verilog(completion, task.top_module, header=task.interface)
-                  if isinstance(completion, str) else None)
-    body = normalise_code(extraction.code) if extraction and extraction.code else f"raw:{completion!r}"
-    return hashlib.sha256(f"{task.content_hash()}\0{body}".encode()).hexdigest()
+def dedup_key(task: Task, completion: str, config: RewardConfig) -> str:
+    """Two items with the same key score identically: same task content, same candidate as scored."""
+    if not isinstance(completion, str):
+        return f"{task.content_hash()}\0invalid:{completion!r}"
+    return f"{task.content_hash()}\0{candidate_fingerprint(task, completion, config)}"
 
 
 def default_jobs() -> int:
@@ -210,7 +208,7 @@ def score_batch(
     with the number of newly finished items.
     """
     config = config or RewardConfig()
-    keys = [dedup_key(task, completion) for task, completion in items]
+    keys = [dedup_key(task, completion, config) for task, completion in items]
     first: dict[str, int] = {}
     for index, key in enumerate(keys):
         first.setdefault(key, index)

@@ -365,8 +365,6 @@ def test_idiomatic_designs_still_pass(counter_task, cosim_task, tb_task):
         assert result.status is Status.OK and result.reward >= PASS, result
 
 
-@pytest.mark.xfail(strict=True, reason="score.normalise_code collapses newlines, so a line comment that "
-                   "swallows code dedups with the uncommented answer in score_batch")
 def test_batch_dedup_does_not_share_a_pass_with_a_commented_out_variant(cosim_task):
     from rewards.score import score_batch
 
@@ -377,9 +375,6 @@ def test_batch_dedup_does_not_share_a_pass_with_a_commented_out_variant(cosim_ta
     assert results[1].status is not Status.OK, results[1]
 
 
-@pytest.mark.xfail(strict=True, reason="run_job reports SandboxError whenever a failing job's stderr starts "
-                   "with 'bwrap:', and a `line directive renames the file in Icarus's messages; only the "
-                   "guard's `line ban stops this end to end")
 def test_function_level_cannot_forge_an_infrastructure_error(cosim_task):
     code = ('`line 1 "bwrap: setting up uid map" 0\n'
             + COSIM_WRONG.replace("a | b", "no_such_net").format(items="", extra=""))
