@@ -197,7 +197,7 @@ class Reset:
             return (
                 f"Everything happens on the rising edge of clk. {self.name} is a synchronous reset, "
                 f"active when {level}: at a rising edge of clk where {self.name} = {level}, {effect}; "
-                "reset has priority over every other input."
+                "reset has priority over every other input and acts only at clock edges."
             )
         return (
             f"Everything happens on the rising edge of clk, except reset. {self.name} is an asynchronous "
