@@ -135,7 +135,8 @@ def test_local_launcher_runs_one_grpo_step_and_cleans_up(tmp_path: Path) -> None
          "--reward-workers", "2", "--", "--max_steps", "1", "--output_dir", str(tmp_path / "run"),
          "--eval_pass_at_1", "false", "--report_to", "none", "--save_strategy", "no",
          "--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "32"],
-        cwd=REPO, capture_output=True, text=True, timeout=1200)
+        cwd=REPO, capture_output=True, text=True, timeout=1200,
+        env={**os.environ, "RTLFORGE_REWARD_CACHE": str(tmp_path / "reward-cache.sqlite")})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "launch: reward server at http://127.0.0.1:" in proc.stdout
     assert (tmp_path / "run" / "metrics.jsonl").exists()
