@@ -129,6 +129,7 @@ class Decontaminator:
     docs: list[BenchDoc]
     ngram_docs: dict[str, set[int]] = field(default_factory=dict)
     code_hashes: dict[str, str] = field(default_factory=dict)
+    boilerplate: set[str] = field(default_factory=set)
 
     @classmethod
     def from_benchmarks(cls, root: Path | None = None, extra: Iterable[BenchDoc] = ()) -> Decontaminator:
@@ -149,9 +150,7 @@ class Decontaminator:
             len(boiler),
             len(hashes),
         )
-        made = cls(docs=docs, ngram_docs=content, code_hashes=hashes)
-        made.boilerplate = boiler
-        return made
+        return cls(docs=docs, ngram_docs=content, code_hashes=hashes, boilerplate=boiler)
 
     def check(self, task: Task) -> dict | None:
         """``None`` when ``task`` is clean, else ``{"benchmark", "check", "detail"}``."""
@@ -159,7 +158,7 @@ class Decontaminator:
             source = self.code_hashes.get(code_hash(mod))
             if source:
                 return {"benchmark": source, "check": "code", "detail": "same normalised token stream"}
-        grams = spec_ngrams(task.prompt) - getattr(self, "boilerplate", set())
+        grams = spec_ngrams(task.prompt) - self.boilerplate
         if not grams:
             return None
         shared: Counter[int] = Counter()
