@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -129,16 +130,24 @@ def test_every_plan_env_value_is_shell_safe(tmp_path: Path) -> None:
 
 
 def test_local_launcher_runs_one_grpo_step_and_cleans_up(tmp_path: Path) -> None:
+    from rewards.tasks import load_tasks
+    from train.tiny import build_tiny_model, task_texts
+
+    tasks_file = REPO / "tests" / "data" / "grpo_tasks.jsonl"
+    model = build_tiny_model(tmp_path / "policy", task_texts(load_tasks(tasks_file)), vocab_size=600,
+                             hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128)
     before = subprocess.run(["pgrep", "-f", "rewards.server"], capture_output=True, text=True).stdout.split()
     proc = subprocess.run(
         [sys.executable, "-m", "train.launch", "local", "--algo", "grpo", "--config", "configs/grpo/tiny_cpu.yaml",
-         "--reward-workers", "2", "--", "--max_steps", "1", "--output_dir", str(tmp_path / "run"),
-         "--eval_pass_at_1", "false", "--report_to", "none", "--save_strategy", "no",
-         "--per_device_train_batch_size", "8", "--num_generations", "4", "--max_completion_length", "32"],
+         "--reward-workers", "2", "--", "--model_name_or_path", str(model), "--train_tasks", str(tasks_file),
+         "--max_steps", "1", "--output_dir", str(tmp_path / "run"), "--eval_pass_at_1", "false",
+         "--report_to", "none", "--save_strategy", "no", "--per_device_train_batch_size", "8",
+         "--num_generations", "4", "--max_completion_length", "32"],
         cwd=REPO, capture_output=True, text=True, timeout=1200,
         env={**os.environ, "RTLFORGE_REWARD_CACHE": str(tmp_path / "reward-cache.sqlite")})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "launch: reward server at http://127.0.0.1:" in proc.stdout
-    assert (tmp_path / "run" / "metrics.jsonl").exists()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in r for r in records)
     after = subprocess.run(["pgrep", "-f", "rewards.server"], capture_output=True, text=True).stdout.split()
     assert set(after) <= set(before), "the reward server outlived the launcher"
