@@ -11,7 +11,9 @@ A candidate is checked in two layers, both on allow-lists rather than deny-lists
    macros, token pasting (````), stringification (`` `" ``), a macro use glued to an adjacent
    identifier or system name, and conditional compilation on macros the candidate does not define
    (``VERILATOR``, ``__ICARUS__``, ``SYNTHESIS`` … differ per tool). With those gone, every tool
-   expands the candidate's macros to the same tokens pyslang sees. Synthesis pragmas in comments
+   expands the candidate's macros to the same tokens pyslang sees. Macros whose uses would expand
+   past :data:`MAX_MACRO_EXPANSION` characters (each level doubling the last) are rejected before
+   anything parses them. Synthesis pragmas in comments
    (``translate_off``, ``full_case``) and ``(* attributes *)`` are rejected because simulation and
    synthesis would read different designs.
 2. **Syntax tree** (pyslang, after preprocessing): only ``module`` declarations (plus typedefs and
@@ -127,6 +129,10 @@ _SOURCE_TOKEN = re.compile(
 )
 _DEFINE_NAME = re.compile(r"[ \t]+(?P<name>[A-Za-z_][A-Za-z0-9_$]*)(?P<paren>\()?")
 _GLUE = re.compile(r"[A-Za-z0-9_$`]")
+_DEFINE_BODY = re.compile(r"(?:[^\n\\]|\\.|\\\n)*", re.S)  # to the end of the line; backslash continues it
+_MACRO_REF = re.compile(r"`([A-Za-z_][A-Za-z0-9_$]*)")
+MAX_MACRO_EXPANSION = 1_000_000
+"""Characters all macro uses of an answer may expand to (honest answers use a few hundred)."""
 
 
 def reserved_names(task: Task, *, include_reference_helpers: bool = False) -> frozenset[str]:
@@ -175,6 +181,7 @@ class _SourceScan:
         self.blocks_parse = False  # a directive pyslang must not see (e.g. `include)
         self.idents: list[tuple[str, int]] = []
         self.dotted: list[int] = []
+        self.bodies: dict[str, str] = {}  # macro name -> its (last) definition's text
 
     def add(self, message: str, blocks_parse: bool = False) -> None:
         if message not in self.violations:
@@ -201,6 +208,7 @@ def _scan_directive(code: str, match: re.Match, scan: _SourceScan, uses: list) -
                 or macro.startswith("systemc_")):
             scan.add(f"line {line}: `define {macro} redefines a tool or harness macro", blocks_parse=True)
         scan.defined.add(macro)
+        scan.bodies[macro] = _DEFINE_BODY.match(code, head.end()).group()
     elif name in ("ifdef", "ifndef", "elsif", "undef"):
         head = _DEFINE_NAME.match(code, match.end())
         uses.append((name, head.group("name") if head else "", line))
@@ -238,6 +246,7 @@ def scan_source(code: str) -> _SourceScan:
         elif kind == "ident":
             scan.idents.append((match.group(), match.start()))
     _check_macro_uses(uses, scan)
+    _check_macro_growth(uses, scan)
     return scan
 
 
@@ -250,6 +259,25 @@ def _check_macro_uses(uses: list[tuple[str, str, int]], scan: _SourceScan) -> No
             scan.add(f"line {line}: `{kind} {name or '?'} tests a macro the answer does not define; "
                      "tools predefine different macros, so the code must not depend on them",
                      blocks_parse=True)
+
+
+def _check_macro_growth(uses: list[tuple[str, str, int]], scan: _SourceScan) -> None:
+    """Reject macros whose expansion explodes (each level doubling the last): every tool, and the
+    guard's own parse, would spend exponential time and memory on them."""
+    sizes: dict[str, int] = {}
+
+    def size(name: str, depth: int = 0) -> int:
+        if name not in sizes:
+            sizes[name] = len(scan.bodies[name])  # provisional: a recursive definition stops here
+            if depth < 200:
+                refs = [m for m in _MACRO_REF.findall(scan.bodies[name]) if m in scan.bodies]
+                sizes[name] = min(MAX_MACRO_EXPANSION + 1, sizes[name] + sum(size(m, depth + 1) for m in refs))
+        return sizes[name]
+
+    total = sum(size(name) for kind, name, _ in uses if kind == "use" and name in scan.bodies)
+    if total > MAX_MACRO_EXPANSION:
+        scan.add(f"macro uses expand to over {MAX_MACRO_EXPANSION} characters; write the code out or "
+                 "use parameters", blocks_parse=True)
 
 
 _FORBIDDEN_KINDS = {
@@ -477,7 +505,11 @@ def check_candidate(code: str, reserved: frozenset[str]) -> list[str]:
     violations = list(scan.violations)
     if scan.blocks_parse:
         return violations
-    tree, compilation = compile_source(code)
+    try:
+        tree, compilation = compile_source(code)
+    except RuntimeError as exc:  # pyslang gives up on pathological nesting
+        return violations + [f"the design cannot be analysed ({type(exc).__name__}: {str(exc)[:100] or 'too deeply nested'}); "
+                             "simplify deeply nested expressions or blocks"]
     if any(d.isError() for d in tree.diagnostics):
         violations += _fallback_checks(scan, code, reserved)
     else:

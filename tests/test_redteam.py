@@ -9,6 +9,7 @@ RTLLM test benches. A few idiomatic designs check that the defences do not rejec
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -273,6 +274,23 @@ def test_time_and_random_guessing_fail(counter_task, cosim_task):
   always @(posedge clk) q <= reset ? 4'd0 : q + ($realtime > 100.0);
 endmodule"""
     _assert_fails(_score(counter_task, phase), {Status.SIM_MISMATCH})
+
+
+# --- in-process denial of service (the guard runs unsandboxed, inside the reward server) -----
+
+def test_exponential_macro_expansion_is_rejected_quickly(cosim_task):
+    chain = "\n".join(f"`define A{i} (`A{i - 1} + `A{i - 1})" for i in range(1, 48))
+    items = f"`define A0 1\n{chain}\nwire [31:0] blow = `A47;"
+    start = time.monotonic()
+    result = _score(cosim_task, COSIM_WRONG.replace("a | b", "a & b").format(items=items, extra=""))
+    _assert_fails(result, {Status.FORBIDDEN})
+    assert time.monotonic() - start < 10
+
+
+def test_pathological_nesting_is_a_rejection_not_a_crash(cosim_task):
+    deep = "(" * 20000 + "a & b" + ")" * 20000
+    result = _score(cosim_task, COSIM_WRONG.replace("a | b", deep).format(items="", extra=""))
+    _assert_fails(result, {Status.FORBIDDEN})
 
 
 # --- resources ------------------------------------------------------------------------------
