@@ -108,8 +108,8 @@ def parse_messages(text: str) -> list[LintMessage]:
     return messages
 
 
-# What the wrapper does before exec'ing the binary (deep expression trees need a deep stack).
-_STACK_PRELUDE = "ulimit -s unlimited 2>/dev/null; exec \"$@\""
+# What the wrapper does before running the binary (deep expression trees need a deep stack).
+_STACK_PRELUDE = "ulimit -s unlimited 2>/dev/null; \"$@\""
 
 
 def verilator_bin(wrapper: str) -> str | None:
@@ -139,7 +139,7 @@ def lint_command(top: str) -> str:
     """
     argv = lint_argv(VERILATOR.binary(), top)
     if argv[0] == "/bin/sh":  # ("/bin/sh", "-c", prelude, "$0", binary, flags...)
-        return _STACK_PRELUDE.replace('"$@"', shlex.join(argv[4:]))
+        return _STACK_PRELUDE.replace('"$@"', "exec " + shlex.join(argv[4:]))
     return "exec " + shlex.join(argv)
 
 
