@@ -157,7 +157,8 @@ def run(args: argparse.Namespace) -> dict:
         )
     samples = _samples(args, tasks)
     timings["sampling_s"] = round(time.monotonic() - start, 2)
-    config = load_reward_config(args.reward_config, ppa_enabled=False)
+    # Graded like the official harness: the benchmark's own test bench decides (hardened).
+    config = load_reward_config(args.reward_config, ppa_enabled=False, testbench_cosim=False)
     with tqdm(total=len(samples), desc="grading", unit="sample") as bar:
         graded = grade_samples(samples, config, jobs=args.jobs, progress=bar.update)
     timings["grading_s"] = round(time.monotonic() - start - timings["sampling_s"], 2)

@@ -45,6 +45,10 @@ class RewardConfig:
     seq_cycles: int = _f(200, "clock cycles per seed for sequential designs")
     reset_cycles: int = _f(2, "cycles reset is held at the start of each seed")
     midrun_resets: int = _f(2, "extra resets asserted at random cycles during each sequential seed")
+    testbench_cosim: bool = _f(
+        True, "for tasks with their own test bench, also co-simulate against the golden and require both "
+        "to pass (official benches can be weak, e.g. accept constant outputs); evals turn it off to grade "
+        "exactly like the official harness")
     # --- limits (per tool call; CPU seconds hold under load, wall = cpu * wall_factor + 2)
     lint_cpu_s: float = _f(10.0, "CPU-time limit for Verilator lint")
     sim_cpu_s: float = _f(10.0, "CPU-time limit for Icarus compile + run")

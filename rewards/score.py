@@ -18,6 +18,7 @@ from rewards.cache import candidate_fingerprint, normalise_layout
 from rewards.config import RewardConfig
 from rewards.extract import extract_verilog
 from rewards.sandbox import Limits, SandboxError
+from rewards.sim import SimOutcome
 from rewards.tools import ToolNotFound, tool_versions
 from rewards.types import RewardResult, Status, Task
 
@@ -158,7 +159,7 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
         watch.lap("syntax")
         if mismatch:
             return _result(task, config, Status.INTERFACE_MISMATCH, _levels(fmt=1.0), mismatch, metrics)
-        outcome = testbench.run_testbench(task, code, limits=sim_limits, sandbox=config.sandbox)
+        outcome = _testbench_level(task, code, config)
         watch.lap("function")
     metrics.update(outcome.metrics)
     metrics["vectors"] = outcome.total
@@ -182,6 +183,28 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
             metrics["ppa_note"] = ppa_log[-300:]
     metrics["tools"] = tool_versions()
     return _result(task, config, Status.OK, _levels(1.0, 1.0, 1.0, ppa_level), "", metrics)
+
+
+def _testbench_level(task: Task, code: str, config: RewardConfig) -> SimOutcome:
+    """The task's own test bench, then (``testbench_cosim``) a co-simulation against the golden.
+
+    A test bench only checks what its author thought of (RTLLM's edge_detect bench accepts constant
+    outputs): with ``testbench_cosim`` a design that passes the bench must also match the golden
+    cycle by cycle. A golden the co-simulation cannot drive (INFRA_ERROR there) leaves the bench's
+    verdict standing.
+    """
+    sim_limits = limits_for(config, config.sim_cpu_s)
+    outcome = testbench.run_testbench(task, code, limits=sim_limits, sandbox=config.sandbox)
+    if outcome.status is not Status.OK or not config.testbench_cosim:
+        return outcome
+    check = cosim.run_cosim(
+        task, code, seeds=tuple(config.seeds), comb_vectors=config.comb_vectors,
+        seq_cycles=config.seq_cycles, reset_cycles=config.reset_cycles,
+        midrun_resets=config.midrun_resets, limits=sim_limits, sandbox=config.sandbox)
+    if check.status in (Status.OK, Status.INFRA_ERROR):
+        return outcome
+    log_text = f"passes the task's test bench but not the co-simulation against the golden: {check.log}"
+    return SimOutcome(check.status, check.matched, check.total, log_text, {**outcome.metrics, **check.metrics})
 
 
 def dedup_key(task: Task, completion: str, config: RewardConfig) -> str:
