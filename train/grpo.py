@@ -6,6 +6,10 @@ Launch::
     accelerate launch train/grpo.py                # or: python train/grpo.py
     # A recipe, with any config field overridden on the command line
     accelerate launch train/grpo.py --config configs/grpo/tiny_cpu.yaml --max_steps 20
+    # Two CPU processes (gloo) sharing one auto-started reward server; same global batch as one process
+    accelerate launch --config_file configs/accelerate/cpu_2proc.yaml train/grpo.py --per_device_train_batch_size 16
+    # Merge a LoRA run into a standalone model (for vLLM / evals)
+    python -m train.merge --adapter runs/grpo-qwen2.5-coder-7b-lora --out runs/grpo-qwen2.5-coder-7b-merged
     # Qwen2.5-Coder-7B-Instruct, LoRA, one node (vLLM colocated in the training processes)
     accelerate launch --config_file configs/accelerate/single_gpu.yaml train/grpo.py \\
         --config configs/grpo/qwen2.5-coder-7b_lora.yaml
@@ -18,8 +22,11 @@ Launch::
         --reward_urls http://127.0.0.1:8100
 
 Rewards: every completion is scored by the reward server (format → syntax → function → PPA). With no
-``reward_urls`` the main process starts one on loopback and every process shares it. Each level's mean
-and the status mix are logged every step (``rewards/...`` in the logs, wandb and ``metrics.jsonl``).
+``reward_urls`` the main process starts one on loopback and every process shares it. Logged every step
+(console, wandb, ``<output_dir>/metrics.jsonl``): ``verilog/level/{format,syntax,function,ppa}``,
+``verilog/status/<STATUS>`` fractions, ``verilog/pass_rate``, ``rewards/verilog/mean``,
+``rewards/infra_error_frac`` and ``dynamic_sampling/dropped_groups``; with ``log_completions: true``
+each step's completions, rewards and statuses go to ``<output_dir>/completions/`` and a wandb table.
 An ``INFRA_ERROR`` (tool or server failure) has no reward: the completion is masked out of the group
 baseline and the loss, counted, and a generation batch with more than ``fail_on_infra_rate`` of them
 stops the run with :class:`InfraErrorRateExceeded`.
