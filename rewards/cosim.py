@@ -711,7 +711,7 @@ def run_lint_and_cosim(task: Task, code: str, *, lint_limits: Limits, seeds: Seq
                                    sim_script(sources, [f"rtlf_tb_{names_nonce}"], IVERILOG.binary(), VVP.binary()))
     job = Job(argv=("/bin/sh", "-c", script),
               files=((_HARNESS_FILE, harness), (_CANDIDATE_FILE, code), (_STIM_FILE, golden.stim_text)),
-              limits=job_limits, outputs=(f"trace_{secret}.txt",), marks=(_mark_text(marker),),
+              limits=job_limits, outputs=(f"trace_{secret}.txt",), marks=(_mark_text(marker),), as_init=True,
               ro_binds=tuple(sorted({*lint_binds(), *IVERILOG.ro_binds(), *VVP.ro_binds()})))
     result = run_job(job, sandbox=sandbox)
     lint_view, sim_view, share = _split(result, marker, lint_limits, sim_limits)

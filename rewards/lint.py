@@ -20,6 +20,7 @@ Flags and why:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -124,9 +125,25 @@ def verilator_bin(wrapper: str) -> str | None:
     return candidate if os.access(candidate, os.X_OK) else None
 
 
-def lint_argv(binary: str, top: str) -> tuple[str, ...]:
-    """Command line linting ``SOURCE_NAME`` with ``binary`` (the wrapper or the binary it runs)."""
+@functools.lru_cache(maxsize=16)
+def _resolved(override: str | None, path: str | None) -> tuple[str, str | None, tuple[str, ...]]:
+    binary = VERILATOR.binary()
     direct = verilator_bin(binary)
+    binds = VERILATOR.ro_binds()
+    if direct and not direct.startswith("/usr/"):
+        binds = tuple(sorted({*binds, os.path.dirname(os.path.dirname(direct))}))
+    return binary, direct, binds
+
+
+def _verilator() -> tuple[str, str | None, tuple[str, ...]]:
+    """(the ``verilator`` found, the ``verilator_bin`` it runs or ``None``, paths to bind), looked
+    up once per ``$VERILATOR``/``$PATH``. Raises :class:`rewards.tools.ToolNotFound`."""
+    return _resolved(os.environ.get(VERILATOR.env_var), os.environ.get("PATH"))
+
+
+def lint_argv(binary: str, top: str, direct: str | None = None) -> tuple[str, ...]:
+    """Command line linting ``SOURCE_NAME`` with ``binary`` (the wrapper or the binary it runs)."""
+    direct = direct or verilator_bin(binary)
     if direct is None:
         return (binary, *LINT_FLAGS, "--top-module", top, SOURCE_NAME)
     return ("/bin/sh", "-c", _STACK_PRELUDE, "verilator", direct, *LINT_FLAGS, "--top-module", top, SOURCE_NAME)
@@ -137,7 +154,8 @@ def lint_command(top: str) -> str:
 
     Raises :class:`rewards.tools.ToolNotFound` when Verilator is missing.
     """
-    argv = lint_argv(VERILATOR.binary(), top)
+    binary, direct, _ = _verilator()
+    argv = lint_argv(binary, top, direct)
     if argv[0] == "/bin/sh":  # ("/bin/sh", "-c", prelude, "$0", binary, flags...)
         return _STACK_PRELUDE.replace('"$@"', "exec " + shlex.join(argv[4:]))
     return "exec " + shlex.join(argv)
@@ -145,11 +163,7 @@ def lint_command(top: str) -> str:
 
 def lint_binds() -> tuple[str, ...]:
     """Host paths a job running Verilator must see (its prefix when outside ``/usr``)."""
-    binds = VERILATOR.ro_binds()
-    direct = verilator_bin(VERILATOR.binary())
-    if direct and not direct.startswith("/usr/"):
-        binds = tuple(sorted({*binds, os.path.dirname(os.path.dirname(direct))}))
-    return binds
+    return _verilator()[2]
 
 
 def run_lint(code: str, top: str, *, limits: Limits, sandbox: bool = True) -> LintResult:
@@ -163,8 +177,9 @@ def run_lint(code: str, top: str, *, limits: Limits, sandbox: bool = True) -> Li
 
 def lint_job(code: str, top: str, limits: Limits) -> Job:
     """The sandbox job that lints ``code`` (raises :class:`rewards.tools.ToolNotFound`)."""
-    return Job(argv=lint_argv(VERILATOR.binary(), top), files=((SOURCE_NAME, code),), limits=limits,
-               ro_binds=lint_binds())
+    binary, direct, binds = _verilator()
+    return Job(argv=lint_argv(binary, top, direct), files=((SOURCE_NAME, code),), limits=limits,
+               ro_binds=binds, as_init=True)
 
 
 def interpret(result: JobResult, limits: Limits) -> LintResult:

@@ -89,6 +89,8 @@ class Job:
     ``ro_binds`` are extra host paths made visible read-only at the same path (tool prefixes).
     ``marks`` are strings the job prints on stderr between steps: the result says when each first
     arrived (seconds after the start), so a multi-step job's time can be split by step.
+    ``as_init`` lets a ``/bin/sh -c`` script run as the sandbox's pid-1 shell itself (saves a process
+    start): only for scripts that never signal their own shell (pid 1 ignores such signals).
     """
 
     argv: tuple[str, ...]
@@ -98,6 +100,7 @@ class Job:
     ro_binds: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     marks: tuple[str, ...] = ()
+    as_init: bool = False
 
     def content_hash(self) -> str:
         blob = json.dumps(
@@ -170,9 +173,13 @@ def _bwrap_argv(bwrap: str, job: Job, job_dir: Path) -> list[str]:
     # wait4(). The shell is not the last command of its script, so it cannot exec the tool away.
     # Its first act marks the sandbox as up: a failure without the mark is bubblewrap's, never the
     # tool's (whatever the tool prints, even text that imitates bubblewrap's messages).
-    argv += ["--bind", str(job_dir), "/job", "--chdir", "/job", "--as-pid-1", "--",
-             "/bin/sh", "-c", f': > {READY_MARK}; "$@"; exit $?', "rtlforge-init"]
-    return argv + list(job.argv)
+    # A job that allows it (``as_init``) and is itself a shell script runs as that shell (one
+    # process start fewer).
+    argv += ["--bind", str(job_dir), "/job", "--chdir", "/job", "--as-pid-1", "--"]
+    ready = f": > {READY_MARK}"
+    if job.as_init and len(job.argv) >= 3 and job.argv[:2] == ("/bin/sh", "-c"):
+        return argv + ["/bin/sh", "-c", f"{ready}\n{job.argv[2]}\nexit $?", *job.argv[3:]]
+    return argv + ["/bin/sh", "-c", f'{ready}; "$@"; exit $?', "rtlforge-init", *job.argv]
 
 
 def cpu_rlimit(limits: Limits) -> int:

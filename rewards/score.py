@@ -7,6 +7,7 @@ concurrently (tools are subprocesses, so threads suffice) and evaluates identica
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -19,13 +20,24 @@ from rewards.config import RewardConfig
 from rewards.extract import extract_verilog
 from rewards.sandbox import Limits, SandboxError
 from rewards.sim import SimOutcome
-from rewards.tools import ToolNotFound, tool_versions
+from rewards.tools import TOOLS, ToolNotFound, tool_versions
 from rewards.types import RewardResult, Status, Task
 
 log = logging.getLogger(__name__)
 
 # A golden that cannot be read is a broken task, not a wrong answer.
 _INFRA_EXCEPTIONS = (ToolNotFound, SandboxError, OSError, interface.InterfaceError)
+
+
+@functools.lru_cache(maxsize=16)
+def _versions_for(_where: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(tool_versions().items())
+
+
+def _tool_versions() -> dict[str, str]:
+    """:func:`rewards.tools.tool_versions`, looked up once per tool environment (``$PATH``, overrides)."""
+    where = (os.environ.get("PATH", ""), *(os.environ.get(t.env_var, "") for t in TOOLS.values()))
+    return dict(_versions_for(where))
 
 
 def limits_for(config: RewardConfig, cpu_s: float) -> Limits:
@@ -181,7 +193,7 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
         metrics.update(ppa_metrics)
         if ppa_log:
             metrics["ppa_note"] = ppa_log[-300:]
-    metrics["tools"] = tool_versions()
+    metrics["tools"] = _tool_versions()
     return _result(task, config, Status.OK, _levels(1.0, 1.0, 1.0, ppa_level), "", metrics)
 
 
