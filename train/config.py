@@ -163,7 +163,9 @@ def load_config(cls: type[T], argv: list[str] | None = None, *, defaults: dict[s
     parser = HfArgumentParser(cls)
     parser.set_defaults(**values)
     unknown_flags = [
-        a for a in flags if a.startswith("--") and a[2:].split("=", 1)[0] not in _flag_names(cls)
+        a
+        for a in flags
+        if a.startswith("--") and a != "--help" and a[2:].split("=", 1)[0] not in _flag_names(cls)
     ]
     if unknown_flags:
         raise _unknown_key_error(
