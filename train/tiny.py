@@ -171,6 +171,9 @@ def _is_built(path: Path) -> bool:
 
 def _finish(tmp: Path, final: Path, info: dict) -> Path:
     (tmp / DONE_MARKER).write_text(json.dumps(info, indent=1, sort_keys=True))
+    if _is_built(final):  # another process finished the same build first: keep its copy (it may be in use)
+        shutil.rmtree(tmp)
+        return final
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
