@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,6 +226,8 @@ def pass_at_1(cfg: DPOScriptConfig, policy: str, tasks: Sequence[Task], scorer) 
         "samples": len(results),
         "infra_errors": infra,
         "tasks": len(tasks),
+        "statuses": dict(Counter(r.status.value for r in results)),
+        "mean_reward": sum(r.reward for r in results if r.reward is not None) / max(1, len(results) - infra),
     }
 
 
