@@ -98,18 +98,16 @@ def corpus() -> list[tuple[Task, str]]:
 
 
 def _benchmark_items() -> list[tuple[Task, str]]:
-    root = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "verilog-eval-v2" / "dataset_spec-to-rtl"
+    from evals.loaders import load_suite
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "verilog-eval-v2"
+    if not root.exists():
+        return []
     items = []
-    for name in ("Prob004_vector2", "Prob035_count1to10", "Prob050_kmap1"):
-        ref, test = root / f"{name}_ref.sv", root / f"{name}_test.sv"
-        if not ref.exists():
-            continue
-        reference = ref.read_text()
-        task = Task(id=f"bench/{name}", prompt=(root / f"{name}_prompt.txt").read_text(), top_module="TopModule",
-                    reference=reference, testbench=test.read_text())
-        golden = reference.replace("module RefModule", "module TopModule")
-        items.append((task, golden))
-        items.append((task, golden.replace("assign", "assign /*m*/", 1).replace("=", "= ~", 1)))
+    problems = ["Prob004_vector2", "Prob035_count1to10", "Prob050_kmap1"]
+    for task in load_suite("verilogeval-v2-spec-to-rtl", root, problems=problems):
+        items.append((task, task.reference))
+        items.append((task, task.reference.replace("=", "= ~", 1)))
     return items
 
 
@@ -163,8 +161,7 @@ def main() -> None:
 
     # warm the per-task golden caches once, so both sides measure per-completion work
     for task in {t.id: t for t, _ in items}.values():
-        score.score(task, task.reference if not task.testbench else task.reference.replace("RefModule", task.top_module),
-                    config)
+        score.score(task, task.reference, config)
 
     serial, timings = [], {}
     for _ in range(args.repeat):
