@@ -151,3 +151,18 @@ def test_local_launcher_runs_one_grpo_step_and_cleans_up(tmp_path: Path) -> None
     assert any("loss" in r for r in records)
     after = subprocess.run(["pgrep", "-f", "rewards.server"], capture_output=True, text=True).stdout.split()
     assert set(after) <= set(before), "the reward server outlived the launcher"
+
+
+def test_evals_job_dry_run_keeps_arguments_intact(tmp_path: Path, capsys) -> None:
+    args = ["--suite", "rtllm-v1.1", "--data", "../shared/benchmarks", "--model", "ckpt dir", "--n", "10",
+            "--out", "runs/e"]
+    assert main(["evals", "--cluster", str(_cluster(tmp_path)), "--dry-run", "--", *args]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "--nodes=1" in line and "--gpus-per-node=8" in line and line.endswith("launch/eval.slurm")
+    quoted = line.split(" sbatch ")[0].split("=", 1)[1]
+    env = {**os.environ, "RTLF_DRY_RUN": "1", "RTLF_EVAL_ARGS": subprocess.run(
+        ["bash", "-c", f"printf %s {quoted}"], capture_output=True, text=True).stdout, "SLURM_CPUS_PER_TASK": "16",
+        "PYTHON": sys.executable}
+    out = subprocess.run(["bash", "launch/eval.slurm"], cwd=REPO, env=env, capture_output=True, text=True).stdout
+    assert out.strip() == f"+ {sys.executable} -m evals run " + " ".join(args) + " --jobs 16"
+    assert main(["evals", "--cluster", str(_cluster(tmp_path)), "--dry-run"]) == 2

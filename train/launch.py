@@ -5,6 +5,9 @@
         --cluster configs/cluster/example.yaml [--dry-run]
     # Sweeps: expand a grid/list over config keys into one job each (a Slurm array)
     python -m train.launch sweep --sweep configs/sweeps/example.yaml [--dry-run]
+    # Evaluation as a one-node Slurm job (arguments after -- go to `python -m evals run`)
+    python -m train.launch evals --cluster configs/cluster/example.yaml [--dry-run] -- --suite rtllm-v1.1 \
+        --data ../shared/benchmarks --model CKPT --n 10 --backend vllm --out runs/eval
     # One machine, no Slurm: reward server (+ optional vLLM server) + trainer, torn down on exit
     python -m train.launch local --algo grpo [--config ...] [--vllm] [-- extra trainer args]
 
@@ -322,6 +325,9 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     s.add_argument("--sweep", required=True)
     s.add_argument("--dry-run", action="store_true")
     s.add_argument("--cluster", default=None, help="cluster YAML (overrides the sweep file's)")
+    ev = sub.add_parser("evals", help="submit `python -m evals run <args after -->` as a one-node Slurm job")
+    ev.add_argument("--cluster", default=None, help="cluster YAML (partition, account, time, gpus_per_node)")
+    ev.add_argument("--dry-run", action="store_true")
     loc = sub.add_parser("local", help="reward server (+ vLLM) + trainer on this machine")
     loc.add_argument("--algo", choices=["grpo", "dpo"], default="grpo")
     loc.add_argument("--config", default=None)
@@ -344,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
                              extra=extra, num_processes=args.num_processes)
         if args.command == "sweep":
             return _cmd_sweep(args)
+        if args.command == "evals":
+            return _cmd_evals(args, extra[1:] if extra[:1] == ["--"] else extra)
         plan = Plan(args.algo, args.config, load_yaml_dataclass(ClusterConfig, args.cluster), read_run_config(args.config))
         env = plan.env()
         if args.command == "env":
@@ -359,6 +367,24 @@ def main(argv: list[str] | None = None) -> int:
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _cmd_evals(args: argparse.Namespace, eval_args: list[str]) -> int:
+    if not eval_args:
+        raise LaunchError("give the `python -m evals run` arguments after --, e.g. -- --suite rtllm-v1.1 "
+                          "--data ../shared/benchmarks --model CKPT --n 10 --out runs/eval")
+    cluster = load_yaml_dataclass(ClusterConfig, args.cluster)
+    c = dataclasses.replace(cluster, train_nodes=1, vllm_nodes=0, reward_nodes=0)
+    argv_ = ["sbatch", f"--job-name={c.job_name}-eval", "--nodes=1", "--ntasks=1",
+             f"--cpus-per-task={c.cpus_per_task}", f"--time={c.time}", f"--gpus-per-node={c.gpus_per_node}"]
+    argv_ += [f"--partition={c.partition}"] if c.partition else []
+    argv_ += [f"--account={c.account}"] if c.account else []
+    # sbatch splits --export on commas, so the arguments travel in the environment instead
+    argv_ += ["--export=ALL", str(REPO / "launch" / "eval.slurm")]
+    print(f"RTLF_EVAL_ARGS={shlex.quote(shlex.join(eval_args))} " + shlex.join(argv_))
+    if args.dry_run:
+        return 0
+    return subprocess.call(argv_, cwd=REPO, env={**os.environ, "RTLF_EVAL_ARGS": shlex.join(eval_args)})
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
