@@ -87,7 +87,7 @@ class DPOScriptConfig(ModelFields, TaskFields, DPOConfig):
     pair_rules: list[str] = _f(list(DEFAULT_RULES), "pairing rules in priority order (train/pairs.py)")
     max_pairs_per_prompt: int = _f(4, "pairs kept per prompt at most")
     ppa_margin: float = _f(0.02, "smallest PPA-level gap between two passes that makes a pair")
-    fail_margin: float = _f(0.1, "smallest progress gap between two failures (0.1 = 10% more vectors)")
+    fail_margin: float = _f(0.1, "smallest progress gap between two failures (0.1 = 10%% more vectors)")
     pair_prefer: str = _f("widest", "widest | narrowest: which margins fill the per-prompt cap first")
     reward_urls: list[str] | None = _f(None, "reward server URLs; None = score in-process (same results)")
     reward_config: str | None = _f(None, "reward config YAML (configs/reward/); None = RewardConfig defaults")
