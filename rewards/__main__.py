@@ -26,8 +26,9 @@ from rewards.types import RewardResult, Status, Task
 
 def invalid_input(task_id: str, message: str) -> RewardResult:
     """A record the caller got wrong: not a score (reward null), not an infrastructure failure."""
-    return RewardResult(task_id=task_id, status=Status.INVALID_INPUT, passed=False, reward=None,
-                        levels={}, log=message)
+    return RewardResult(
+        task_id=task_id, status=Status.INVALID_INPUT, passed=False, reward=None, levels={}, log=message
+    )
 
 
 def parse_completion_line(line: str, line_no: int, tasks: dict[str, Task]) -> tuple[Task, str] | RewardResult:
@@ -80,8 +81,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for result in results:
         counts[result.status.value] = counts.get(result.status.value, 0) + 1
-    print(f"scored {len(results)} completions → {out}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
-          file=sys.stderr)
+    print(
+        f"scored {len(results)} completions → {out}: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())),
+        file=sys.stderr,
+    )
     return 0
 
 

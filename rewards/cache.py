@@ -96,10 +96,13 @@ class ResultCache:
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, result TEXT NOT NULL, created REAL)")
+                "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, result TEXT NOT NULL, created REAL)"
+            )
         except sqlite3.Error as exc:
-            raise OSError(f"cannot open the result cache {self.path}: {exc}. Pass another --cache path "
-                          "or remove the damaged file") from exc
+            raise OSError(
+                f"cannot open the result cache {self.path}: {exc}. Pass another --cache path "
+                "or remove the damaged file"
+            ) from exc
         self.hits = 0
         self.misses = 0
 
@@ -109,7 +112,7 @@ class ResultCache:
         found: dict[str, RewardResult] = {}
         with self._lock:
             for start in range(0, len(wanted), _SQL_CHUNK):
-                chunk = wanted[start:start + _SQL_CHUNK]
+                chunk = wanted[start : start + _SQL_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(f"SELECT key, result FROM results WHERE key IN ({marks})", chunk)
                 for key, blob in rows:
@@ -131,7 +134,9 @@ class ResultCache:
             with self._lock:
                 self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, blob, time.time()))
         except sqlite3.Error as exc:
-            log.error("result cache %s: write failed (%s); the result is returned but not cached", self.path, exc)
+            log.error(
+                "result cache %s: write failed (%s); the result is returned but not cached", self.path, exc
+            )
             return False
         return True
 

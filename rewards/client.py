@@ -89,10 +89,21 @@ class RewardClient:
         workers: in-process scoring threads (default: one per core).
     """
 
-    def __init__(self, urls: Sequence[str] | None = None, *, tasks: Mapping[str, Task] | Iterable[Task] | None = None,
-                 config: RewardConfig | None = None, timeout_s: float = 600.0, retries: int = 8,
-                 backoff_s: float = 0.5, max_backoff_s: float = 30.0, max_items: int = 1024,
-                 max_request_mb: float = 16.0, send_tasks: bool = False, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str] | None = None,
+        *,
+        tasks: Mapping[str, Task] | Iterable[Task] | None = None,
+        config: RewardConfig | None = None,
+        timeout_s: float = 600.0,
+        retries: int = 8,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        max_items: int = 1024,
+        max_request_mb: float = 16.0,
+        send_tasks: bool = False,
+        workers: int | None = None,
+    ) -> None:
         self.urls = [u.rstrip("/") for u in (urls or [])]
         values = tasks.values() if isinstance(tasks, Mapping) else (tasks or [])
         self.tasks: dict[str, Task] = {t.id: t for t in values}
@@ -166,9 +177,11 @@ class RewardClient:
             # delayed ACK (40 ms on Linux) on a kept-alive connection. asyncio usually sets this already.
             transport = httpx.AsyncHTTPTransport(
                 socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            )
             self._http = httpx.AsyncClient(
-                transport=transport, timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)))
+                transport=transport, timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
+            )
         return self._http
 
     def _wire(self, item: Any, full: bool) -> Any:
@@ -185,9 +198,14 @@ class RewardClient:
     async def _score_remote(self, items: list[Mapping[str, Any]]) -> list[RewardResult]:
         wires = [self._wire(item, full=False) for item in items]
         results = await self._score_unique(wires)
-        retry = [i for i, (w, r) in enumerate(zip(wires, results, strict=True))
-                 if r.status is Status.INVALID_INPUT and isinstance(w, dict) and "task" not in w
-                 and w.get("task_id") in self.tasks]
+        retry = [
+            i
+            for i, (w, r) in enumerate(zip(wires, results, strict=True))
+            if r.status is Status.INVALID_INPUT
+            and isinstance(w, dict)
+            and "task" not in w
+            and w.get("task_id") in self.tasks
+        ]
         if retry:
             log.info("reward server does not know %d task ids; re-sending them with full records", len(retry))
             self._unknown_remote.update(wires[i]["task_id"] for i in retry)
@@ -206,13 +224,20 @@ class RewardClient:
         requests = self._plan(unique, wires, blobs)
         if self.config is not None:
             await asyncio.gather(*(self._check_config(self.urls[u]) for u in {u for u, _ in requests}))
-        answers = await asyncio.gather(*(self._send(u, [blobs[i] for i in idx], [wires[i] for i in idx])
-                                         for u, idx in requests))
-        by_index = {i: r for (_, idx), res in zip(requests, answers, strict=True) for i, r in zip(idx, res, strict=True)}
+        answers = await asyncio.gather(
+            *(self._send(u, [blobs[i] for i in idx], [wires[i] for i in idx]) for u, idx in requests)
+        )
+        by_index = {
+            i: r
+            for (_, idx), res in zip(requests, answers, strict=True)
+            for i, r in zip(idx, res, strict=True)
+        }
         out = []
         for index, blob in enumerate(blobs):
             source = first[blob]
-            out.append(by_index[source] if source == index else RewardResult.from_dict(by_index[source].to_dict()))
+            out.append(
+                by_index[source] if source == index else RewardResult.from_dict(by_index[source].to_dict())
+            )
         return out
 
     def _plan(self, unique: list[int], wires: list[dict], blobs: list[str]) -> list[tuple[int, list[int]]]:
@@ -231,7 +256,9 @@ class RewardClient:
             chunk: list[int] = []
             size = 0
             for index in sorted(indices):
-                if chunk and (len(chunk) >= self.max_items or size + len(blobs[index]) > self.max_request_bytes):
+                if chunk and (
+                    len(chunk) >= self.max_items or size + len(blobs[index]) > self.max_request_bytes
+                ):
                     requests.append((server, chunk))
                     chunk, size = [], 0
                 chunk.append(index)
@@ -250,8 +277,9 @@ class RewardClient:
             cycle = attempt // len(self.urls)  # back off once per pass over the servers
             delay = min(self.max_backoff_s, self.backoff_s * 2**cycle) * (0.5 + random.random() / 2)
             try:
-                response = await self._client().post(f"{url}/score", content=body,
-                                                     headers={"content-type": "application/json"})
+                response = await self._client().post(
+                    f"{url}/score", content=body, headers={"content-type": "application/json"}
+                )
             except httpx.TransportError as exc:
                 last = f"{url}: {type(exc).__name__}: {exc}"
             else:
@@ -261,7 +289,8 @@ class RewardClient:
                 if response.status_code not in RETRY_STATUS:
                     raise RewardClientError(
                         f"reward server {url} refused a batch of {len(wires)} items (HTTP {response.status_code}): "
-                        f"{detail}. Fix the request; retrying would not help")
+                        f"{detail}. Fix the request; retrying would not help"
+                    )
                 last = f"{url}: HTTP {response.status_code}: {detail}"
                 delay = max(delay, min(self.max_backoff_s, _retry_after(response)))
             if attempt < self.retries:
@@ -269,12 +298,25 @@ class RewardClient:
                 if (attempt + 1) % len(self.urls):
                     log.warning("reward request failed (%s); trying the next server", last)
                     continue
-                log.warning("reward request failed (%s); retry %d/%d in %.1f s", last, attempt + 1, self.retries, delay)
+                log.warning(
+                    "reward request failed (%s); retry %d/%d in %.1f s",
+                    last,
+                    attempt + 1,
+                    self.retries,
+                    delay,
+                )
                 await asyncio.sleep(delay)
-        log.error("reward servers %s failed %d times; %d items become INFRA_ERROR (last: %s)",
-                  self.urls, self.retries + 1, len(wires), last)
-        message = (f"reward servers unreachable after {self.retries + 1} attempts (last: {last}); "
-                   "check that the servers run and are reachable, or raise retries")
+        log.error(
+            "reward servers %s failed %d times; %d items become INFRA_ERROR (last: %s)",
+            self.urls,
+            self.retries + 1,
+            len(wires),
+            last,
+        )
+        message = (
+            f"reward servers unreachable after {self.retries + 1} attempts (last: {last}); "
+            "check that the servers run and are reachable, or raise retries"
+        )
         return [RewardResult.infra_error(_task_label(w), message) for w in wires]
 
     async def _check_config(self, url: str) -> None:
@@ -288,9 +330,13 @@ class RewardClient:
             log.debug("no /healthz from %s: %s", url, exc)
             return
         if remote and remote != self.config.content_hash():
-            log.warning("reward server %s scores with another reward config (hash %s, this client's %s): "
-                        "rewards will follow the server's config; start it with the same --config",
-                        url, remote, self.config.content_hash())
+            log.warning(
+                "reward server %s scores with another reward config (hash %s, this client's %s): "
+                "rewards will follow the server's config; start it with the same --config",
+                url,
+                remote,
+                self.config.content_hash(),
+            )
 
 
 def _task_label(wire: Any) -> str:
@@ -322,11 +368,15 @@ def _parse_results(url: str, response: httpx.Response, expected: int) -> list[Re
     try:
         results = [RewardResult.from_dict(r) for r in response.json()["results"]]
     except (ValueError, KeyError, TypeError) as exc:
-        raise RewardClientError(f"reward server {url} sent an unreadable answer ({exc}): "
-                                f"{response.text[:200]!r}. Is it an rtlforge reward server?") from exc
+        raise RewardClientError(
+            f"reward server {url} sent an unreadable answer ({exc}): "
+            f"{response.text[:200]!r}. Is it an rtlforge reward server?"
+        ) from exc
     if len(results) != expected:
-        raise RewardClientError(f"reward server {url} answered {len(results)} results for {expected} items; "
-                                "client and server versions may differ")
+        raise RewardClientError(
+            f"reward server {url} answered {len(results)} results for {expected} items; "
+            "client and server versions may differ"
+        )
     return results
 
 
@@ -341,7 +391,9 @@ def completion_text(completion: Any) -> str:
         messages = [m for m in completion if isinstance(m, dict)]
         chosen = [m for m in messages if m.get("role") == "assistant"] or messages
         return "".join(_content_text(m.get("content")) for m in chosen)
-    raise TypeError(f"a completion must be a string or a list of chat messages, got {type(completion).__name__}")
+    raise TypeError(
+        f"a completion must be a string or a list of chat messages, got {type(completion).__name__}"
+    )
 
 
 def _content_text(content: Any) -> str:
@@ -355,8 +407,14 @@ class TRLReward:
 
     __name__ = "verilog_reward"
 
-    def __init__(self, client: RewardClient, *, fail_on_infra_rate: float | None = 0.1, min_items: int = 64,
-                 metric_prefix: str = "verilog") -> None:
+    def __init__(
+        self,
+        client: RewardClient,
+        *,
+        fail_on_infra_rate: float | None = 0.1,
+        min_items: int = 64,
+        metric_prefix: str = "verilog",
+    ) -> None:
         self.client = client
         self.fail_on_infra_rate = fail_on_infra_rate
         self.min_items = min_items
@@ -369,19 +427,30 @@ class TRLReward:
     def infra_rate(self) -> float:
         return self.infra_count / self.total if self.total else 0.0
 
-    def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (),
-                 completion_ids: Any = None, task_id: Sequence[str] | None = None,
-                 **kwargs: Any) -> list[float | None]:
+    def __call__(
+        self,
+        prompts: Sequence[Any] | None = None,
+        completions: Sequence[Any] = (),
+        completion_ids: Any = None,
+        task_id: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> list[float | None]:
         if task_id is None:
-            raise ValueError("the reward needs each example's task id: give the training dataset a 'task_id' "
-                             "column (TRL passes dataset columns to reward functions)")
-        items = [{"task_id": tid, "completion": completion_text(c)}
-                 for tid, c in zip(task_id, completions, strict=True)]
+            raise ValueError(
+                "the reward needs each example's task id: give the training dataset a 'task_id' "
+                "column (TRL passes dataset columns to reward functions)"
+            )
+        items = [
+            {"task_id": tid, "completion": completion_text(c)}
+            for tid, c in zip(task_id, completions, strict=True)
+        ]
         results = self.client.score(items)
         invalid = [r for r in results if r.status is Status.INVALID_INPUT]
         if invalid:
-            raise ValueError(f"{len(invalid)} of {len(results)} reward items were invalid, e.g. {invalid[0].log}; "
-                             "pass the training tasks to RewardClient(tasks=...) or to the server's --tasks")
+            raise ValueError(
+                f"{len(invalid)} of {len(results)} reward items were invalid, e.g. {invalid[0].log}; "
+                "pass the training tasks to RewardClient(tasks=...) or to the server's --tasks"
+            )
         self.last_results = results
         self.infra_count += sum(r.status is Status.INFRA_ERROR for r in results)
         self.total += len(results)
@@ -389,7 +458,9 @@ class TRLReward:
         self._check_infra()
         return [r.reward for r in results]
 
-    def _log(self, results: list[RewardResult], log_metric: Callable | None, log_extra: Callable | None) -> None:
+    def _log(
+        self, results: list[RewardResult], log_metric: Callable | None, log_extra: Callable | None
+    ) -> None:
         if log_extra is not None:
             log_extra(f"{self.metric_prefix}_status", [r.status.value for r in results])
         if log_metric is None or not results:
@@ -397,11 +468,15 @@ class TRLReward:
         scored = [r for r in results if r.reward is not None]
         for level in LEVELS:
             if scored:
-                log_metric(f"{self.metric_prefix}/level/{level}",
-                           sum(r.levels.get(level, 0.0) for r in scored) / len(scored))
+                log_metric(
+                    f"{self.metric_prefix}/level/{level}",
+                    sum(r.levels.get(level, 0.0) for r in scored) / len(scored),
+                )
         for status in Status:
-            log_metric(f"{self.metric_prefix}/status/{status.value}",
-                       sum(r.status is status for r in results) / len(results))
+            log_metric(
+                f"{self.metric_prefix}/status/{status.value}",
+                sum(r.status is status for r in results) / len(results),
+            )
         log_metric(f"{self.metric_prefix}/pass_rate", sum(r.passed for r in results) / len(results))
         log_metric(f"{self.metric_prefix}/cached_frac", sum(r.cached for r in results) / len(results))
 
@@ -413,11 +488,13 @@ class TRLReward:
                 f"{self.infra_count} of {self.total} completions could not be scored (INFRA_ERROR rate "
                 f"{self.infra_rate:.1%} > fail_on_infra_rate={self.fail_on_infra_rate}); e.g. "
                 f"{next((r.log for r in self.last_results if r.reward is None), '')[:300]!r}. "
-                "Check the reward servers (/healthz) and the toolchain")
+                "Check the reward servers (/healthz) and the toolchain"
+            )
 
 
-def make_trl_reward(client: RewardClient, *, fail_on_infra_rate: float | None = 0.1,
-                    min_items: int = 64) -> TRLReward:
+def make_trl_reward(
+    client: RewardClient, *, fail_on_infra_rate: float | None = 0.1, min_items: int = 64
+) -> TRLReward:
     """A reward function for ``GRPOTrainer(reward_funcs=[...])``.
 
     Called by TRL as ``f(prompts=..., completions=..., completion_ids=..., task_id=[...], trainer_state=...,

@@ -33,8 +33,10 @@ class RewardConfig:
     w_syntax: float = _f(0.2, "reward for passing Verilator lint and matching the golden interface")
     w_function: float = _f(1.0, "reward for a full functional pass")
     partial_credit: float = _f(
-        0.5, "max function credit for a failing design, times its fraction of matching vectors "
-        "(0 disables graded credit; must stay < 1 so a full pass dominates)")
+        0.5,
+        "max function credit for a failing design, times its fraction of matching vectors "
+        "(0 disables graded credit; must stay < 1 so a full pass dominates)",
+    )
     w_ppa: float = _f(0.5, "weight of the PPA level (in [0, 1]); only awarded after a full functional pass")
     ppa_enabled: bool = _f(True, "run Yosys + OpenSTA on designs that pass")
     ppa_metric: str = _f("area_delay", "what PPA compares: area | delay | area_delay | area_delay_power")
@@ -46,31 +48,39 @@ class RewardConfig:
     reset_cycles: int = _f(2, "cycles reset is held at the start of each seed")
     midrun_resets: int = _f(2, "extra resets asserted at random cycles during each sequential seed")
     testbench_cosim: bool = _f(
-        True, "for tasks with their own test bench, also co-simulate against the golden and require both "
+        True,
+        "for tasks with their own test bench, also co-simulate against the golden and require both "
         "to pass (official benches can be weak, e.g. accept constant outputs); evals turn it off to grade "
-        "exactly like the official harness")
+        "exactly like the official harness",
+    )
     # --- limits (per tool call; CPU seconds hold under load, wall = cpu * wall_factor + 2)
     lint_cpu_s: float = _f(10.0, "CPU-time limit for Verilator lint")
     sim_cpu_s: float = _f(10.0, "CPU-time limit for Icarus compile + run")
     synth_cpu_s: float = _f(30.0, "CPU-time limit for Yosys synthesis")
     sta_cpu_s: float = _f(20.0, "CPU-time limit for OpenSTA")
-    wall_factor: float = _f(4.0, "wall-clock limit = cpu limit * wall_factor + 2 s (generous: load is not a timeout)")
+    wall_factor: float = _f(
+        4.0, "wall-clock limit = cpu limit * wall_factor + 2 s (generous: load is not a timeout)"
+    )
     memory_mb: int = _f(2048, "address-space limit per tool process")
     max_procs: int = _f(64, "process/thread limit per sandbox")
     max_output_bytes: int = _f(1_000_000, "stdout/stderr captured per tool call; the rest is dropped")
     max_file_mb: int = _f(64, "largest file a tool may write")
     tmp_mb: int = _f(64, "size of the private /tmp inside the sandbox")
-    max_completion_chars: int = _f(200_000, "longer completions are rejected with RESOURCE_LIMIT before any tool runs")
+    max_completion_chars: int = _f(
+        200_000, "longer completions are rejected with RESOURCE_LIMIT before any tool runs"
+    )
     sandbox: bool = _f(True, "run tools inside bubblewrap (turn off only for debugging trusted input)")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.partial_credit < 1.0:
             raise ConfigError(
                 f"partial_credit={self.partial_credit} must be in [0, 1) so a full pass is worth clearly more; "
-                "set e.g. partial_credit: 0.5")
+                "set e.g. partial_credit: 0.5"
+            )
         if self.ppa_metric not in ("area", "delay", "area_delay", "area_delay_power"):
             raise ConfigError(
-                f"ppa_metric={self.ppa_metric!r} is unknown; valid: area, delay, area_delay, area_delay_power")
+                f"ppa_metric={self.ppa_metric!r} is unknown; valid: area, delay, area_delay, area_delay_power"
+            )
         if not self.seeds:
             raise ConfigError("seeds is empty; give at least one seed, e.g. seeds: [1, 2, 3]")
         if self.ppa_max_gain <= 1.0:
@@ -95,13 +105,17 @@ def load_reward_config(path: str | Path | None = None, **overrides: Any) -> Rewa
         try:
             loaded = yaml.safe_load(path.read_text())
         except FileNotFoundError as exc:
-            raise ConfigError(f"reward config {path} does not exist; see configs/reward/default.yaml") from exc
+            raise ConfigError(
+                f"reward config {path} does not exist; see configs/reward/default.yaml"
+            ) from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"reward config {path} is not valid YAML: {exc}") from exc
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"reward config {path} must be a mapping of field: value, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"reward config {path} must be a mapping of field: value, got {type(loaded).__name__}"
+            )
         values.update(loaded)
     values.update(overrides)
     known = {f.name for f in dataclasses.fields(RewardConfig)}

@@ -71,7 +71,9 @@ _MAX_LOGGED_MISMATCHES = 3
 
 # --- port roles -------------------------------------------------------------------------------
 
-_CLOCK_NAMES = re.compile(r"^(i_|in_)?(clk|clock|clk_in|clkin|sys_clk|sysclk|aclk|pclk|hclk|wclk|rclk)(_i|_in)?$", re.I)
+_CLOCK_NAMES = re.compile(
+    r"^(i_|in_)?(clk|clock|clk_in|clkin|sys_clk|sysclk|aclk|pclk|hclk|wclk|rclk)(_i|_in)?$", re.I
+)
 _CLOCK_LIKE = re.compile(r"^(.*_)?(clk|clock)(_?[a-z0-9])?$|(clk|clock)$", re.I)
 _RESET_NAMES = re.compile(r"^(i_)?([a-z]{1,2}_?)?(rst|reset)(_?n|_b|_ni|_l)?(_i)?$", re.I)
 _RESET_LIKE = re.compile(r"(rst|reset|clear|clr)", re.I)
@@ -110,31 +112,42 @@ def plan_ports(ports: Sequence[Port], meta: dict) -> PortRoles:
         raise InterfaceError(f"module has no outputs ({[p.name for p in ports]}): nothing to compare")
     clock = _pick(inputs, meta.get("clock"))
     if meta.get("clock") and clock is None:
-        raise InterfaceError(f"meta clock {meta['clock']!r} is not an input of the module "
-                             f"(inputs: {[p.name for p in inputs]}); fix the task's meta")
+        raise InterfaceError(
+            f"meta clock {meta['clock']!r} is not an input of the module "
+            f"(inputs: {[p.name for p in inputs]}); fix the task's meta"
+        )
     one_bit = [p for p in inputs if p.width == 1]
     if clock is None and "clock" not in meta:
         clock = next((p for p in one_bit if _CLOCK_NAMES.match(p.name)), None) or next(
-            (p for p in one_bit if _CLOCK_LIKE.search(p.name)), None)
+            (p for p in one_bit if _CLOCK_LIKE.search(p.name)), None
+        )
     clocks = (clock,) if clock else ()
     if clock:  # further clock-named inputs toggle with the main clock
         clocks += tuple(p for p in one_bit if p is not clock and _CLOCK_LIKE.search(p.name))
     reset = _pick(inputs, meta.get("reset"))
     if meta.get("reset") and reset is None:
-        raise InterfaceError(f"meta reset {meta['reset']!r} is not an input of the module "
-                             f"(inputs: {[p.name for p in inputs]}); fix the task's meta")
+        raise InterfaceError(
+            f"meta reset {meta['reset']!r} is not an input of the module "
+            f"(inputs: {[p.name for p in inputs]}); fix the task's meta"
+        )
     if reset is None and "reset" not in meta:
         reset = next((p for p in one_bit if p not in clocks and _RESET_NAMES.match(p.name)), None)
     active = meta.get("reset_active")
     if reset is not None and active is None:
         active = 0 if _active_low(reset.name) else 1
     data = tuple(p for p in inputs if p not in clocks)
-    return PortRoles(clock=clock.name if clock else None, clock_inputs=clocks,
-                     reset=reset.name if reset else None, reset_active=int(active or 0),
-                     data_inputs=data, outputs=outputs)
+    return PortRoles(
+        clock=clock.name if clock else None,
+        clock_inputs=clocks,
+        reset=reset.name if reset else None,
+        reset_active=int(active or 0),
+        data_inputs=data,
+        outputs=outputs,
+    )
 
 
 # --- stimulus ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class StimulusPlan:
@@ -260,8 +273,9 @@ def _directed(ports: Sequence[Port], values: dict[str, list[int]]) -> list[tuple
     return list(dict.fromkeys(vectors))
 
 
-def _random_vector(rng: random.Random, ports: Sequence[Port], values: dict[str, list[int]],
-                   directed_p: float = 0.25) -> tuple[int, ...]:
+def _random_vector(
+    rng: random.Random, ports: Sequence[Port], values: dict[str, list[int]], directed_p: float = 0.25
+) -> tuple[int, ...]:
     out = []
     for port in ports:
         if port.width > 1 and rng.random() < directed_p:
@@ -271,8 +285,9 @@ def _random_vector(rng: random.Random, ports: Sequence[Port], values: dict[str, 
     return tuple(out)
 
 
-def _comb_seed(rng: random.Random, ports: Sequence[Port], values: dict[str, list[int]], count: int,
-               first: bool) -> list[tuple[int, ...]]:
+def _comb_seed(
+    rng: random.Random, ports: Sequence[Port], values: dict[str, list[int]], count: int, first: bool
+) -> list[tuple[int, ...]]:
     width = sum(p.width for p in ports)
     vectors: list[tuple[int, ...]] = []
     if first and width <= 16 and (1 << width) <= count:
@@ -294,8 +309,15 @@ _HOLD = (0.0, 0.85, 0.97)
 reach the states behind "N cycles in a row" conditions that fresh random values never do."""
 
 
-def _seq_seed(rng: random.Random, roles: PortRoles, values: dict[str, list[int]], cycles: int,
-              reset_cycles: int, midrun_resets: int, hold: float = 0.0) -> list[tuple[int, ...]]:
+def _seq_seed(
+    rng: random.Random,
+    roles: PortRoles,
+    values: dict[str, list[int]],
+    cycles: int,
+    reset_cycles: int,
+    midrun_resets: int,
+    hold: float = 0.0,
+) -> list[tuple[int, ...]]:
     ports = roles.data_inputs
     reset_at = {i for i in range(min(reset_cycles, cycles))} if roles.reset else set()
     if roles.reset and cycles > reset_cycles + 2:
@@ -321,9 +343,16 @@ def _seq_seed(rng: random.Random, roles: PortRoles, values: dict[str, list[int]]
     return vectors
 
 
-def build_stimulus(roles: PortRoles, *, seeds: Sequence[int], comb_vectors: int, seq_cycles: int,
-                   reset_cycles: int, midrun_resets: int,
-                   constants: Sequence[tuple[int | None, int]] = ()) -> StimulusPlan:
+def build_stimulus(
+    roles: PortRoles,
+    *,
+    seeds: Sequence[int],
+    comb_vectors: int,
+    seq_cycles: int,
+    reset_cycles: int,
+    midrun_resets: int,
+    constants: Sequence[tuple[int | None, int]] = (),
+) -> StimulusPlan:
     """Deterministic stimulus for ``roles``: per seed, ``seq_cycles`` cycles or ``comb_vectors`` vectors.
 
     ``constants`` (see :func:`harvest_constants`) join the directed values of inputs they fit.
@@ -335,8 +364,9 @@ def build_stimulus(roles: PortRoles, *, seeds: Sequence[int], comb_vectors: int,
         rng = random.Random(f"rtlforge-stimulus-{seed}")
         starts.append((int(seed), len(vectors)))
         if roles.clock:
-            vectors += _seq_seed(rng, roles, values, seq_cycles, reset_cycles, midrun_resets,
-                                 hold=_HOLD[n % len(_HOLD)])
+            vectors += _seq_seed(
+                rng, roles, values, seq_cycles, reset_cycles, midrun_resets, hold=_HOLD[n % len(_HOLD)]
+            )
         else:
             vectors += _comb_seed(rng, roles.data_inputs, values, comb_vectors, first=n == 0)
     return StimulusPlan(roles=roles, vectors=tuple(vectors), seed_starts=tuple(starts))
@@ -365,8 +395,11 @@ def harness_source(plan: StimulusPlan, top: str, names_nonce: str, secret: str) 
     """The Verilog harness driving ``top`` from ``stim.hex`` and writing ``trace_<secret>.txt``."""
     n = len(plan.vectors)
     width = max(1, plan.stim_width)
-    lines = ["`timescale 1ns/1ps", f"module rtlf_tb_{names_nonce};",
-             f"  reg [{width - 1}:0] rtlf_stim [0:{n - 1}];"]
+    lines = [
+        "`timescale 1ns/1ps",
+        f"module rtlf_tb_{names_nonce};",
+        f"  reg [{width - 1}:0] rtlf_stim [0:{n - 1}];",
+    ]
     if plan.clock:
         lines.append("  reg rtlf_clk;")
     for port in plan.data_inputs:
@@ -462,9 +495,17 @@ def _defined_fraction(rows: Sequence[tuple[str, ...]]) -> float:
 
 
 def _cache_key(task: Task, settings: dict) -> str:
-    blob = json.dumps({"v": HARNESS_VERSION, "ref": task.reference, "top": task.top_module,
-                       "meta": {k: task.meta.get(k) for k in ("clock", "reset", "reset_active")},
-                       **settings}, sort_keys=True, default=str)
+    blob = json.dumps(
+        {
+            "v": HARNESS_VERSION,
+            "ref": task.reference,
+            "top": task.top_module,
+            "meta": {k: task.meta.get(k) for k in ("clock", "reset", "reset_active")},
+            **settings,
+        },
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -474,47 +515,79 @@ def golden_ports(task: Task) -> list[Port]:
 
 
 def _run_golden(task: Task, settings: dict, limits: Limits, sandbox: bool) -> GoldenTrace:
-    plan = build_stimulus(plan_ports(golden_ports(task), task.meta), **settings,
-                          constants=harvest_constants(task.reference))
+    plan = build_stimulus(
+        plan_ports(golden_ports(task), task.meta), **settings, constants=harvest_constants(task.reference)
+    )
     if not plan.vectors:
         raise GoldenError(f"no stimulus for task {task.id!r} ({settings}): set comb_vectors/seq_cycles > 0")
     stim_text = plan.hex_text()
     names_nonce, secret = new_nonce(), new_nonce()
     harness = harness_source(plan, task.top_module, names_nonce, secret)
-    run = simulate([(_HARNESS_FILE, harness), ("golden.sv", task.reference)], None,
-                   [f"rtlf_tb_{names_nonce}"], limits=limits, sandbox=sandbox,
-                   data_files=[(_STIM_FILE, stim_text)], outputs=[f"trace_{secret}.txt"])
+    run = simulate(
+        [(_HARNESS_FILE, harness), ("golden.sv", task.reference)],
+        None,
+        [f"rtlf_tb_{names_nonce}"],
+        limits=limits,
+        sandbox=sandbox,
+        data_files=[(_STIM_FILE, stim_text)],
+        outputs=[f"trace_{secret}.txt"],
+    )
     where = f"task {task.id!r}, module {task.top_module}"
     if not run.compiled:
-        raise GoldenError(f"golden design does not compile under Icarus ({where}): "
-                          f"{compile_log(run.result)}. Fix the task's reference.")
+        raise GoldenError(
+            f"golden design does not compile under Icarus ({where}): "
+            f"{compile_log(run.result)}. Fix the task's reference."
+        )
     try:
         rows = parse_trace(run.outputs.get(f"trace_{secret}.txt"), secret, plan)
     except TraceError as exc:
-        raise GoldenError(f"golden simulation failed ({where}): {exc}; {run.result.tail(400)}. "
-                          "Fix the task's reference or raise sim_cpu_s.") from exc
+        raise GoldenError(
+            f"golden simulation failed ({where}): {exc}; {run.result.tail(400)}. "
+            "Fix the task's reference or raise sim_cpu_s."
+        ) from exc
     defined = _defined_fraction(rows)
     if defined == 0.0:
-        raise GoldenError(f"golden design defines no output bit under this stimulus ({where}): every "
-                          "candidate would pass. Fix the task's reference, or its meta clock/reset.")
-    return GoldenTrace(plan=plan, rows=tuple(rows), stim_text=stim_text,
-                       cpu_s=max(run.result.cpu_s, run.result.wall_s), defined_fraction=defined)
+        raise GoldenError(
+            f"golden design defines no output bit under this stimulus ({where}): every "
+            "candidate would pass. Fix the task's reference, or its meta clock/reset."
+        )
+    return GoldenTrace(
+        plan=plan,
+        rows=tuple(rows),
+        stim_text=stim_text,
+        cpu_s=max(run.result.cpu_s, run.result.wall_s),
+        defined_fraction=defined,
+    )
 
 
-def golden_trace(task: Task, *, seeds: Sequence[int], comb_vectors: int, seq_cycles: int,
-                 reset_cycles: int, midrun_resets: int, limits: Limits, sandbox: bool) -> GoldenTrace:
+def golden_trace(
+    task: Task,
+    *,
+    seeds: Sequence[int],
+    comb_vectors: int,
+    seq_cycles: int,
+    reset_cycles: int,
+    midrun_resets: int,
+    limits: Limits,
+    sandbox: bool,
+) -> GoldenTrace:
     """The golden's trace for these stimulus settings (cached in-process).
 
     Raises:
         GoldenError, InterfaceError: the task's reference cannot be simulated.
         ToolNotFound, SandboxError: the toolchain or the sandbox is missing.
     """
-    settings = {"seeds": tuple(int(s) for s in seeds), "comb_vectors": int(comb_vectors),
-                "seq_cycles": int(seq_cycles), "reset_cycles": int(reset_cycles),
-                "midrun_resets": int(midrun_resets)}
+    settings = {
+        "seeds": tuple(int(s) for s in seeds),
+        "comb_vectors": int(comb_vectors),
+        "seq_cycles": int(seq_cycles),
+        "reset_cycles": int(reset_cycles),
+        "midrun_resets": int(midrun_resets),
+    }
     key = _cache_key(task, settings)
-    return GOLDEN_CACHE.get_or_compute(key, lambda: _run_golden(task, settings, limits, sandbox),
-                                       remember=(GoldenError, InterfaceError))
+    return GOLDEN_CACHE.get_or_compute(
+        key, lambda: _run_golden(task, settings, limits, sandbox), remember=(GoldenError, InterfaceError)
+    )
 
 
 def _mismatch_line(golden: GoldenTrace, index: int, got: tuple[str, ...]) -> str:
@@ -533,8 +606,11 @@ def _mismatch_line(golden: GoldenTrace, index: int, got: tuple[str, ...]) -> str
 def compare(golden: GoldenTrace, rows: Sequence[tuple[str, ...]]) -> SimOutcome:
     """Compare a validated candidate trace with the golden's; graded by fully matching vectors."""
     skip = golden.plan.unreset_rows()
-    bad = [i for i, (want, got) in enumerate(zip(golden.rows, rows, strict=True))
-           if want != got and i not in skip and not all(bits_match(g, c) for g, c in zip(want, got, strict=True))]
+    bad = [
+        i
+        for i, (want, got) in enumerate(zip(golden.rows, rows, strict=True))
+        if want != got and i not in skip and not all(bits_match(g, c) for g, c in zip(want, got, strict=True))
+    ]
     total = len(golden.rows)
     metrics = {"golden_defined_fraction": round(golden.defined_fraction, 4)}
     if not bad:
@@ -544,8 +620,18 @@ def compare(golden: GoldenTrace, rows: Sequence[tuple[str, ...]]) -> SimOutcome:
     return SimOutcome(Status.SIM_MISMATCH, total - len(bad), total, head + "\n".join(shown), metrics)
 
 
-def run_cosim(task: Task, code: str, *, seeds: Sequence[int], comb_vectors: int, seq_cycles: int,
-              reset_cycles: int, midrun_resets: int, limits: Limits, sandbox: bool = True) -> SimOutcome:
+def run_cosim(
+    task: Task,
+    code: str,
+    *,
+    seeds: Sequence[int],
+    comb_vectors: int,
+    seq_cycles: int,
+    reset_cycles: int,
+    midrun_resets: int,
+    limits: Limits,
+    sandbox: bool = True,
+) -> SimOutcome:
     """Co-simulate ``code`` against ``task.reference``; see the module docstring.
 
     Returns a :class:`SimOutcome`: OK (all vectors match), SIM_MISMATCH (graded), SYNTAX_ERROR
@@ -556,9 +642,16 @@ def run_cosim(task: Task, code: str, *, seeds: Sequence[int], comb_vectors: int,
         ToolNotFound, SandboxError: Icarus or the sandbox is missing (infrastructure).
     """
     try:
-        golden = golden_trace(task, seeds=seeds, comb_vectors=comb_vectors, seq_cycles=seq_cycles,
-                              reset_cycles=reset_cycles, midrun_resets=midrun_resets, limits=limits,
-                              sandbox=sandbox)
+        golden = golden_trace(
+            task,
+            seeds=seeds,
+            comb_vectors=comb_vectors,
+            seq_cycles=seq_cycles,
+            reset_cycles=reset_cycles,
+            midrun_resets=midrun_resets,
+            limits=limits,
+            sandbox=sandbox,
+        )
     except (GoldenError, InterfaceError) as exc:
         log.warning("golden of %s unusable: %s", task.id, exc)
         return SimOutcome(Status.INFRA_ERROR, log=f"golden design of task {task.id!r} unusable: {exc}")
@@ -566,9 +659,15 @@ def run_cosim(task: Task, code: str, *, seeds: Sequence[int], comb_vectors: int,
     names_nonce, secret = new_nonce(), new_nonce()
     harness = harness_source(plan, task.top_module, names_nonce, secret)
     trace_name = f"trace_{secret}.txt"
-    run = simulate([(_HARNESS_FILE, harness)], (_CANDIDATE_FILE, code), [f"rtlf_tb_{names_nonce}"],
-                   limits=candidate_limits(limits, golden.cpu_s), sandbox=sandbox,
-                   data_files=[(_STIM_FILE, golden.stim_text)], outputs=[trace_name])
+    run = simulate(
+        [(_HARNESS_FILE, harness)],
+        (_CANDIDATE_FILE, code),
+        [f"rtlf_tb_{names_nonce}"],
+        limits=candidate_limits(limits, golden.cpu_s),
+        sandbox=sandbox,
+        data_files=[(_STIM_FILE, golden.stim_text)],
+        outputs=[trace_name],
+    )
     return judge_run(golden, run, secret)
 
 
@@ -579,14 +678,19 @@ def judge_run(golden: GoldenTrace, run: SimRun, secret: str) -> SimOutcome:
     total = len(golden.rows)
     metrics = {"sequential": bool(plan.clock)}
     if not run.compiled:
-        return SimOutcome(Status.SYNTAX_ERROR, 0, total,
-                          f"Icarus rejects the design: {compile_log(run.result)}", metrics)
+        return SimOutcome(
+            Status.SYNTAX_ERROR, 0, total, f"Icarus rejects the design: {compile_log(run.result)}", metrics
+        )
     limit_status = failure_status(run.result)
     if limit_status is not None:
         what = "ran out of time" if limit_status is Status.SIM_TIMEOUT else "hit a resource limit"
-        return SimOutcome(limit_status, 0, total,
-                          f"simulation {what} (combinational loop or runaway process?): "
-                          f"{run.result.tail(300)}", metrics)
+        return SimOutcome(
+            limit_status,
+            0,
+            total,
+            f"simulation {what} (combinational loop or runaway process?): {run.result.tail(300)}",
+            metrics,
+        )
     try:
         rows = parse_trace(run.outputs.get(trace_name), secret, plan)
     except TraceError as exc:
@@ -597,6 +701,7 @@ def judge_run(golden: GoldenTrace, run: SimRun, secret: str) -> SimOutcome:
 
 
 # --- lint and co-simulation in one job --------------------------------------------------------
+
 
 @dataclass
 class LintedOutcome:
@@ -630,23 +735,27 @@ def _lint_then_sim_script(top: str, lint_limits: Limits, sim_limits: Limits, non
         "rtlf_lint=$?\n"
         f"printf 'rtlf-lint-{nonce} %d ' $rtlf_lint >&2; times >&2\n"
         '[ "$rtlf_lint" -eq 0 ] || exit "$rtlf_lint"\n'
-        f"{_cpu_step(sim_limits)} || exit 125\n"
-        + sim
+        f"{_cpu_step(sim_limits)} || exit 125\n" + sim
     )
 
 
 def _combined_limits(lint_limits: Limits, sim_limits: Limits) -> Limits | None:
     """Limits of a job running both steps, or ``None`` when they differ in more than time."""
     if replace(lint_limits, cpu_s=0, wall_s=0, max_output_bytes=0) != replace(
-            sim_limits, cpu_s=0, wall_s=0, max_output_bytes=0):
+        sim_limits, cpu_s=0, wall_s=0, max_output_bytes=0
+    ):
         return None
-    return replace(sim_limits, cpu_s=float(max(cpu_rlimit(lint_limits), cpu_rlimit(sim_limits))),
-                   wall_s=lint_limits.wall_s + sim_limits.wall_s,
-                   max_output_bytes=lint_limits.max_output_bytes + sim_limits.max_output_bytes)
+    return replace(
+        sim_limits,
+        cpu_s=float(max(cpu_rlimit(lint_limits), cpu_rlimit(sim_limits))),
+        wall_s=lint_limits.wall_s + sim_limits.wall_s,
+        max_output_bytes=lint_limits.max_output_bytes + sim_limits.max_output_bytes,
+    )
 
 
-def _split(result: JobResult, nonce: str, lint_limits: Limits,
-           sim_limits: Limits) -> tuple[JobResult, JobResult | None, float]:
+def _split(
+    result: JobResult, nonce: str, lint_limits: Limits, sim_limits: Limits
+) -> tuple[JobResult, JobResult | None, float]:
     """The lint's view and the simulation's view (``None`` when it did not run) of one job.
 
     A job stopped before the lint's marker is the lint's, whatever stopped it.
@@ -658,27 +767,49 @@ def _split(result: JobResult, nonce: str, lint_limits: Limits,
     lint_cpu = int(mark.group(2)) * 60 + float(mark.group(3)) + int(mark.group(4)) * 60 + float(mark.group(5))
     lint_wall = result.marks.get(_mark_text(nonce), result.wall_s)
     share = min(1.0, lint_wall / result.wall_s) if result.wall_s > 0 else 1.0
-    lint_err = result.stderr[:mark.start()]
+    lint_err = result.stderr[: mark.start()]
     sig = status - 128 if status > 128 else None
     lint_view = JobResult(
-        returncode=status, stdout="", stderr=lint_err, outputs={}, wall_s=lint_wall,
-        cpu_s=lint_cpu, cpu_limit=sig in (signal.SIGXCPU, signal.SIGKILL), wall_timeout=False,
+        returncode=status,
+        stdout="",
+        stderr=lint_err,
+        outputs={},
+        wall_s=lint_wall,
+        cpu_s=lint_cpu,
+        cpu_limit=sig in (signal.SIGXCPU, signal.SIGKILL),
+        wall_timeout=False,
         memory_limit=status != 0 and out_of_memory(lint_err),
-        output_truncated=len(lint_err.encode()) > lint_limits.max_output_bytes, signal=sig)
+        output_truncated=len(lint_err.encode()) > lint_limits.max_output_bytes,
+        signal=sig,
+    )
     if status != 0:
         return lint_view, None, 1.0
-    sim_err = result.stderr[mark.end():]
+    sim_err = result.stderr[mark.end() :]
     sim_size = len(result.stdout.encode()) + len(sim_err.encode())
     sim_view = replace(
-        result, stderr=sim_err, wall_s=max(0.0, result.wall_s - lint_wall), cpu_s=max(0.0, result.cpu_s - lint_cpu),
+        result,
+        stderr=sim_err,
+        wall_s=max(0.0, result.wall_s - lint_wall),
+        cpu_s=max(0.0, result.cpu_s - lint_cpu),
         memory_limit=result.returncode != 0 and out_of_memory(sim_err),
-        output_truncated=result.output_truncated or sim_size > sim_limits.max_output_bytes)
+        output_truncated=result.output_truncated or sim_size > sim_limits.max_output_bytes,
+    )
     return lint_view, sim_view, share
 
 
-def run_lint_and_cosim(task: Task, code: str, *, lint_limits: Limits, seeds: Sequence[int], comb_vectors: int,
-                       seq_cycles: int, reset_cycles: int, midrun_resets: int, limits: Limits,
-                       sandbox: bool = True) -> LintedOutcome:
+def run_lint_and_cosim(
+    task: Task,
+    code: str,
+    *,
+    lint_limits: Limits,
+    seeds: Sequence[int],
+    comb_vectors: int,
+    seq_cycles: int,
+    reset_cycles: int,
+    midrun_resets: int,
+    limits: Limits,
+    sandbox: bool = True,
+) -> LintedOutcome:
     """:func:`rewards.lint.run_lint`, then :func:`run_cosim` when the lint passes: same results, one job.
 
     One sandbox start instead of two. The job lints first (under the lint's CPU limit, Verilator's
@@ -692,8 +823,13 @@ def run_lint_and_cosim(task: Task, code: str, *, lint_limits: Limits, seeds: Seq
     Raises:
         ToolNotFound, SandboxError: a tool or the sandbox is missing (infrastructure).
     """
-    settings = {"seeds": seeds, "comb_vectors": comb_vectors, "seq_cycles": seq_cycles,
-                "reset_cycles": reset_cycles, "midrun_resets": midrun_resets}
+    settings = {
+        "seeds": seeds,
+        "comb_vectors": comb_vectors,
+        "seq_cycles": seq_cycles,
+        "reset_cycles": reset_cycles,
+        "midrun_resets": midrun_resets,
+    }
     try:
         golden = golden_trace(task, **settings, limits=limits, sandbox=sandbox)
         job_limits = _combined_limits(lint_limits, candidate_limits(limits, golden.cpu_s))
@@ -707,12 +843,22 @@ def run_lint_and_cosim(task: Task, code: str, *, lint_limits: Limits, seeds: Seq
     names_nonce, secret, marker = new_nonce(), new_nonce(), new_nonce()
     harness = harness_source(golden.plan, task.top_module, names_nonce, secret)
     sources = [_HARNESS_FILE, _CANDIDATE_FILE]
-    script = _lint_then_sim_script(task.top_module, lint_limits, sim_limits, marker,
-                                   sim_script(sources, [f"rtlf_tb_{names_nonce}"], IVERILOG.binary(), VVP.binary()))
-    job = Job(argv=("/bin/sh", "-c", script),
-              files=((_HARNESS_FILE, harness), (_CANDIDATE_FILE, code), (_STIM_FILE, golden.stim_text)),
-              limits=job_limits, outputs=(f"trace_{secret}.txt",), marks=(_mark_text(marker),), as_init=True,
-              ro_binds=tuple(sorted({*lint_binds(), *IVERILOG.ro_binds(), *VVP.ro_binds()})))
+    script = _lint_then_sim_script(
+        task.top_module,
+        lint_limits,
+        sim_limits,
+        marker,
+        sim_script(sources, [f"rtlf_tb_{names_nonce}"], IVERILOG.binary(), VVP.binary()),
+    )
+    job = Job(
+        argv=("/bin/sh", "-c", script),
+        files=((_HARNESS_FILE, harness), (_CANDIDATE_FILE, code), (_STIM_FILE, golden.stim_text)),
+        limits=job_limits,
+        outputs=(f"trace_{secret}.txt",),
+        marks=(_mark_text(marker),),
+        as_init=True,
+        ro_binds=tuple(sorted({*lint_binds(), *IVERILOG.ro_binds(), *VVP.ro_binds()})),
+    )
     result = run_job(job, sandbox=sandbox)
     lint_view, sim_view, share = _split(result, marker, lint_limits, sim_limits)
     checked = interpret(lint_view, lint_limits)

@@ -47,7 +47,7 @@ def _strip_think(text: str) -> tuple[str, bool]:
     """Text outside ``<think>`` reasoning, and whether any reasoning was removed."""
     close = text.rfind("</think>")
     if close >= 0:  # a chat template may open <think> in the prompt: keep only what follows
-        text = text[close + len("</think>"):]
+        text = text[close + len("</think>") :]
         removed = True
     else:
         removed = False
@@ -171,8 +171,8 @@ def _from_raw(text: str, top: str) -> list[str] | None:
     tops = [m for m in mods if m.name == top]
     if not tops:
         return None
-    pool = [(text[m.start:m.end], [m]) for m in mods]
-    return _with_dependencies(text[tops[-1].start:tops[-1].end], pool)
+    pool = [(text[m.start : m.end], [m]) for m in mods]
+    return _with_dependencies(text[tops[-1].start : tops[-1].end], pool)
 
 
 def _drop_unused_modules(code: str, top: str) -> str:
@@ -189,22 +189,22 @@ def _drop_unused_modules(code: str, top: str) -> str:
         by_name.setdefault(mod.name, []).append(mod)
     outside, pos = [], 0
     for mod in mods:
-        outside.append(code[pos:mod.start])
+        outside.append(code[pos : mod.start])
         pos = mod.end
     outside.append(code[pos:])
     reached = {top}
-    todo = [code[m.start:m.end] for m in by_name.get(top, [])] + ["".join(outside)]
+    todo = [code[m.start : m.end] for m in by_name.get(top, [])] + ["".join(outside)]
     while todo:
         for name in set(_IDENT.findall(todo.pop())):
             if name in by_name and name not in reached:
                 reached.add(name)
-                todo.extend(code[m.start:m.end] for m in by_name[name])
+                todo.extend(code[m.start : m.end] for m in by_name[name])
     if len(reached) == len(by_name):
         return code
     kept, pos = [], 0
     for mod in mods:
         if mod.name not in reached:
-            kept.append(code[pos:mod.start])
+            kept.append(code[pos : mod.start])
             pos = mod.end
     kept.append(code[pos:])
     return re.sub(r"\n{3,}", "\n\n", "".join(kept))
@@ -236,7 +236,7 @@ def _leading_body(text: str) -> str | None:
         elif depth:
             depth -= 1
         else:
-            return text[:match.end()]
+            return text[: match.end()]
     return None
 
 

@@ -52,16 +52,68 @@ _TESTBENCH_NAMES = ("tb", "RefModule")
 _PRINT = ("display", "write", "strobe", "monitor")
 ALLOWED_SYSTEM_NAMES = frozenset(
     [f"${p}{s}" for p in _PRINT for s in ("", "b", "h", "o")]
-    + ["$time", "$stime", "$realtime", "$random", "$urandom", "$urandom_range",
-       "$signed", "$unsigned", "$cast", "$rtoi", "$itor", "$realtobits", "$bitstoreal",
-       "$shortrealtobits", "$bitstoshortreal",
-       "$clog2", "$ln", "$log10", "$exp", "$sqrt", "$pow", "$floor", "$ceil", "$sin", "$cos", "$tan",
-       "$asin", "$acos", "$atan", "$atan2", "$hypot", "$sinh", "$cosh", "$tanh", "$asinh", "$acosh",
-       "$atanh",
-       "$bits", "$size", "$high", "$low", "$left", "$right", "$increment", "$dimensions",
-       "$unpacked_dimensions", "$typename", "$isunknown", "$onehot", "$onehot0", "$countones",
-       "$countbits", "$sformat", "$sformatf",
-       "$past", "$rose", "$fell", "$stable", "$changed", "$sampled"]
+    + [
+        "$time",
+        "$stime",
+        "$realtime",
+        "$random",
+        "$urandom",
+        "$urandom_range",
+        "$signed",
+        "$unsigned",
+        "$cast",
+        "$rtoi",
+        "$itor",
+        "$realtobits",
+        "$bitstoreal",
+        "$shortrealtobits",
+        "$bitstoshortreal",
+        "$clog2",
+        "$ln",
+        "$log10",
+        "$exp",
+        "$sqrt",
+        "$pow",
+        "$floor",
+        "$ceil",
+        "$sin",
+        "$cos",
+        "$tan",
+        "$asin",
+        "$acos",
+        "$atan",
+        "$atan2",
+        "$hypot",
+        "$sinh",
+        "$cosh",
+        "$tanh",
+        "$asinh",
+        "$acosh",
+        "$atanh",
+        "$bits",
+        "$size",
+        "$high",
+        "$low",
+        "$left",
+        "$right",
+        "$increment",
+        "$dimensions",
+        "$unpacked_dimensions",
+        "$typename",
+        "$isunknown",
+        "$onehot",
+        "$onehot0",
+        "$countones",
+        "$countbits",
+        "$sformat",
+        "$sformatf",
+        "$past",
+        "$rose",
+        "$fell",
+        "$stable",
+        "$changed",
+        "$sampled",
+    ]
 )
 """System tasks/functions a design may use: printing, math, conversions, type queries, sampling.
 
@@ -71,41 +123,132 @@ $value$plusargs, which read the simulator command line: harness state a design h
 could use to tell the scoring run apart from synthesis.
 """
 
-ALLOWED_DIRECTIVES = frozenset([
-    "define", "undef", "ifdef", "ifndef", "elsif", "else", "endif",
-    "timescale", "default_nettype", "resetall", "celldefine", "endcelldefine",
-    "__FILE__", "__LINE__",
-])
+ALLOWED_DIRECTIVES = frozenset(
+    [
+        "define",
+        "undef",
+        "ifdef",
+        "ifndef",
+        "elsif",
+        "else",
+        "endif",
+        "timescale",
+        "default_nettype",
+        "resetall",
+        "celldefine",
+        "endcelldefine",
+        "__FILE__",
+        "__LINE__",
+    ]
+)
 
-_KNOWN_DIRECTIVES = ALLOWED_DIRECTIVES | frozenset([
-    "include", "line", "pragma", "begin_keywords", "end_keywords", "undefineall", "unconnected_drive",
-    "nounconnected_drive", "uselib", "protect", "endprotect", "protected", "endprotected",
-    "default_decay_time", "default_trireg_strength", "delay_mode_distributed", "delay_mode_path",
-    "delay_mode_unit", "delay_mode_zero", "accelerate", "noaccelerate", "expand_vectornets",
-    "noexpand_vectornets", "remove_gatenames", "noremove_gatenames", "remove_netnames",
-    "noremove_netnames", "suppress_faults", "nosuppress_faults", "enable_portfaults",
-    "disable_portfaults", "verilog", "verilator_config", "systemc_header", "systemc_imp_header",
-    "systemc_interface", "systemc_implementation", "systemc_ctor", "systemc_dtor",
-    "systemc_header_post", "systemc_interface_floor", "systemc_class_name",
-])
+_KNOWN_DIRECTIVES = ALLOWED_DIRECTIVES | frozenset(
+    [
+        "include",
+        "line",
+        "pragma",
+        "begin_keywords",
+        "end_keywords",
+        "undefineall",
+        "unconnected_drive",
+        "nounconnected_drive",
+        "uselib",
+        "protect",
+        "endprotect",
+        "protected",
+        "endprotected",
+        "default_decay_time",
+        "default_trireg_strength",
+        "delay_mode_distributed",
+        "delay_mode_path",
+        "delay_mode_unit",
+        "delay_mode_zero",
+        "accelerate",
+        "noaccelerate",
+        "expand_vectornets",
+        "noexpand_vectornets",
+        "remove_gatenames",
+        "noremove_gatenames",
+        "remove_netnames",
+        "noremove_netnames",
+        "suppress_faults",
+        "nosuppress_faults",
+        "enable_portfaults",
+        "disable_portfaults",
+        "verilog",
+        "verilator_config",
+        "systemc_header",
+        "systemc_imp_header",
+        "systemc_interface",
+        "systemc_implementation",
+        "systemc_ctor",
+        "systemc_dtor",
+        "systemc_header_post",
+        "systemc_interface_floor",
+        "systemc_class_name",
+    ]
+)
 
-_TOOL_MACROS = frozenset([
-    "VERILATOR", "verilator", "verilator3", "coverage", "systemc_clock", "SYSTEMVERILOG",
-    "__ICARUS__", "IVERILOG", "SYNTHESIS", "YOSYS", "FORMAL", "SIMULATION", "COCOTB_SIM",
-    "SV_COV_START", "SV_COV_STOP", "SV_COV_RESET", "SV_COV_CHECK", "SV_COV_MODULE",
-    "SV_COV_HIER", "SV_COV_ASSERTION", "SV_COV_FSM_STATE", "SV_COV_STATEMENT", "SV_COV_TOGGLE",
-    "SV_COV_OVERFLOW", "SV_COV_ERROR", "SV_COV_NOCOV", "SV_COV_OK", "SV_COV_PARTIAL",
-])
+_TOOL_MACROS = frozenset(
+    [
+        "VERILATOR",
+        "verilator",
+        "verilator3",
+        "coverage",
+        "systemc_clock",
+        "SYSTEMVERILOG",
+        "__ICARUS__",
+        "IVERILOG",
+        "SYNTHESIS",
+        "YOSYS",
+        "FORMAL",
+        "SIMULATION",
+        "COCOTB_SIM",
+        "SV_COV_START",
+        "SV_COV_STOP",
+        "SV_COV_RESET",
+        "SV_COV_CHECK",
+        "SV_COV_MODULE",
+        "SV_COV_HIER",
+        "SV_COV_ASSERTION",
+        "SV_COV_FSM_STATE",
+        "SV_COV_STATEMENT",
+        "SV_COV_TOGGLE",
+        "SV_COV_OVERFLOW",
+        "SV_COV_ERROR",
+        "SV_COV_NOCOV",
+        "SV_COV_OK",
+        "SV_COV_PARTIAL",
+    ]
+)
 
 _PRAGMA_COMMENT = re.compile(
     r"\b(?:translate_off|translate_on|synthesis_off|synthesis_on|full_case|parallel_case|"
-    r"black_?box|keep_hierarchy|protect)\b", re.I)
+    r"black_?box|keep_hierarchy|protect)\b",
+    re.I,
+)
 
-_FALLBACK_KEYWORDS = frozenset([
-    "force", "release", "deassign", "defparam", "bind", "import", "export", "program", "class",
-    "interface", "package", "checker", "config", "library", "extern", "primitive",
-    *("tran", "tranif0", "tranif1", "rtran", "rtranif0", "rtranif1"),
-])
+_FALLBACK_KEYWORDS = frozenset(
+    [
+        "force",
+        "release",
+        "deassign",
+        "defparam",
+        "bind",
+        "import",
+        "export",
+        "program",
+        "class",
+        "interface",
+        "package",
+        "checker",
+        "config",
+        "library",
+        "extern",
+        "primitive",
+        *("tran", "tranif0", "tranif1", "rtran", "rtranif0", "rtranif1"),
+    ]
+)
 
 _SWITCHES = frozenset(["tran", "tranif0", "tranif1", "rtran", "rtranif0", "rtranif1"])
 """Bidirectional switches: through one, a design drives its own input nets, which a test bench
@@ -164,8 +307,10 @@ def _is_reserved(name: str, reserved: Iterable[str]) -> bool:
 def _system_message(name: str) -> str:
     if name in ("$root", "$unit"):
         return f"{name} references are not allowed"
-    return (f"system task/function {name} is not allowed (only printing, math, conversion and type "
-            "query system functions are)")
+    return (
+        f"system task/function {name} is not allowed (only printing, math, conversion and type "
+        "query system functions are)"
+    )
 
 
 def _line_of(code: str, pos: int) -> int:
@@ -193,8 +338,11 @@ def _scan_directive(code: str, match: re.Match, scan: _SourceScan, uses: list) -
     name = match.group("dir")[1:]
     line = _line_of(code, match.start())
     if match.start() > 0 and _GLUE.match(code, match.start() - 1):
-        scan.add(f"line {line}: `{name} is glued to the preceding token; tools re-lex macro text "
-                 "differently, so separate it with a space", blocks_parse=True)
+        scan.add(
+            f"line {line}: `{name} is glued to the preceding token; tools re-lex macro text "
+            "differently, so separate it with a space",
+            blocks_parse=True,
+        )
     if name == "define":
         head = _DEFINE_NAME.match(code, match.end())
         if not head:
@@ -202,10 +350,17 @@ def _scan_directive(code: str, match: re.Match, scan: _SourceScan, uses: list) -
             return
         macro = head.group("name")
         if head.group("paren"):
-            scan.add(f"line {line}: macro `{macro} takes arguments; function-like macros are not "
-                     "allowed (use a function or a parameter)", blocks_parse=True)
-        if (macro in _TOOL_MACROS or macro in _KNOWN_DIRECTIVES or macro.startswith(HARNESS_PREFIX)
-                or macro.startswith("systemc_")):
+            scan.add(
+                f"line {line}: macro `{macro} takes arguments; function-like macros are not "
+                "allowed (use a function or a parameter)",
+                blocks_parse=True,
+            )
+        if (
+            macro in _TOOL_MACROS
+            or macro in _KNOWN_DIRECTIVES
+            or macro.startswith(HARNESS_PREFIX)
+            or macro.startswith("systemc_")
+        ):
             scan.add(f"line {line}: `define {macro} redefines a tool or harness macro", blocks_parse=True)
         scan.defined.add(macro)
         scan.bodies[macro] = _DEFINE_BODY.match(code, head.end()).group()
@@ -230,19 +385,26 @@ def scan_source(code: str) -> _SourceScan:
         if kind in ("lc", "bc"):
             pragma = _PRAGMA_COMMENT.search(match.group())
             if pragma:
-                scan.add(f"line {_line_of(code, match.start())}: synthesis pragma "
-                         f"'{pragma.group()}' in a comment; simulation and synthesis would see "
-                         "different designs")
+                scan.add(
+                    f"line {_line_of(code, match.start())}: synthesis pragma "
+                    f"'{pragma.group()}' in a comment; simulation and synthesis would see "
+                    "different designs"
+                )
         elif kind == "dir":
             _scan_directive(code, match, scan, uses)
         elif kind == "tick":
-            scan.add(f"line {_line_of(code, match.start())}: token pasting (``), stringification "
-                     "(`\") or a stray backtick; macros may not build tokens", blocks_parse=True)
+            scan.add(
+                f"line {_line_of(code, match.start())}: token pasting (``), stringification "
+                '(`") or a stray backtick; macros may not build tokens',
+                blocks_parse=True,
+            )
         elif kind == "sys" and match.group() not in ALLOWED_SYSTEM_NAMES:
             scan.add(_system_message(match.group()))
         elif kind == "attr":
-            scan.add(f"line {_line_of(code, match.start())}: attributes (* ... *) are not allowed; "
-                     "tools interpret them differently")
+            scan.add(
+                f"line {_line_of(code, match.start())}: attributes (* ... *) are not allowed; "
+                "tools interpret them differently"
+            )
         elif kind == "ident":
             scan.idents.append((match.group(), match.start()))
     _check_macro_uses(uses, scan)
@@ -256,9 +418,11 @@ def _check_macro_uses(uses: list[tuple[str, str, int]], scan: _SourceScan) -> No
             what = "directive" if name in _KNOWN_DIRECTIVES else "macro (not defined in the answer)"
             scan.add(f"line {line}: `{name} {what} is not allowed", blocks_parse=True)
         elif kind in ("ifdef", "ifndef", "elsif") and name not in scan.defined:
-            scan.add(f"line {line}: `{kind} {name or '?'} tests a macro the answer does not define; "
-                     "tools predefine different macros, so the code must not depend on them",
-                     blocks_parse=True)
+            scan.add(
+                f"line {line}: `{kind} {name or '?'} tests a macro the answer does not define; "
+                "tools predefine different macros, so the code must not depend on them",
+                blocks_parse=True,
+            )
 
 
 def _check_macro_growth(uses: list[tuple[str, str, int]], scan: _SourceScan) -> None:
@@ -271,13 +435,18 @@ def _check_macro_growth(uses: list[tuple[str, str, int]], scan: _SourceScan) -> 
             sizes[name] = len(scan.bodies[name])  # provisional: a recursive definition stops here
             if depth < 200:
                 refs = [m for m in _MACRO_REF.findall(scan.bodies[name]) if m in scan.bodies]
-                sizes[name] = min(MAX_MACRO_EXPANSION + 1, sizes[name] + sum(size(m, depth + 1) for m in refs))
+                sizes[name] = min(
+                    MAX_MACRO_EXPANSION + 1, sizes[name] + sum(size(m, depth + 1) for m in refs)
+                )
         return sizes[name]
 
     total = sum(size(name) for kind, name, _ in uses if kind == "use" and name in scan.bodies)
     if total > MAX_MACRO_EXPANSION:
-        scan.add(f"macro uses expand to over {MAX_MACRO_EXPANSION} characters; write the code out or "
-                 "use parameters", blocks_parse=True)
+        scan.add(
+            f"macro uses expand to over {MAX_MACRO_EXPANSION} characters; write the code out or "
+            "use parameters",
+            blocks_parse=True,
+        )
 
 
 _FORBIDDEN_KINDS = {
@@ -306,8 +475,15 @@ _FORBIDDEN_KINDS = {
     "AttributeInstance": "attribute (* ... *)",
 }
 
-_TOP_LEVEL_OK = frozenset(["ModuleDeclaration", "TypedefDeclaration", "ParameterDeclarationStatement",
-                           "TimeUnitsDeclaration", "EmptyMember"])
+_TOP_LEVEL_OK = frozenset(
+    [
+        "ModuleDeclaration",
+        "TypedefDeclaration",
+        "ParameterDeclarationStatement",
+        "TimeUnitsDeclaration",
+        "EmptyMember",
+    ]
+)
 
 _SCOPES = frozenset(["InstanceName", "NamedBlockClause", "NamedLabel"])
 
@@ -369,7 +545,9 @@ def _declared_names(nodes: list[tuple[object, str]]) -> tuple[set[str], set[str]
 
 
 def _subroutine_names(nodes: list[tuple[object, str]]) -> set[str]:
-    return {n for node, kind in nodes if kind == "FunctionPrototype" for n in [_first_identifier(node.name)] if n}
+    return {
+        n for node, kind in nodes if kind == "FunctionPrototype" for n in [_first_identifier(node.name)] if n
+    }
 
 
 def _module_name(module) -> str:
@@ -385,27 +563,37 @@ def _check_scoped_name(node, context: _ModuleContext, out: list[str]) -> None:
         return
     root = tokens[0] if tokens else None
     if root is None or root.kind != TokenKind.Identifier:
-        out.append(f"hierarchical reference {text} in module {module}: $root and other absolute "
-                   "paths are not allowed")
+        out.append(
+            f"hierarchical reference {text} in module {module}: $root and other absolute "
+            "paths are not allowed"
+        )
     elif root.valueText in context.scopes:
         if context.has_error_in(node):
             # The scope is declared but not visible here (e.g. a block inside a function):
             # simulators then search upward, through the harness.
-            out.append(f"hierarchical reference {text} in module {module}: it does not resolve to a "
-                       f"scope of that module visible at this point")
+            out.append(
+                f"hierarchical reference {text} in module {module}: it does not resolve to a "
+                f"scope of that module visible at this point"
+            )
     elif root.valueText not in context.data:
-        out.append(f"hierarchical reference {text} in module {module}: '{root.valueText}' is not "
-                   "declared in that module; only references into its own instances are allowed")
+        out.append(
+            f"hierarchical reference {text} in module {module}: '{root.valueText}' is not "
+            "declared in that module; only references into its own instances are allowed"
+        )
     elif context.has_error_in(node):
         # A dotted name on a non-struct signal: tools may then search upward through the harness.
-        out.append(f"hierarchical reference {text} in module {module}: '{root.valueText}' is a "
-                   "signal, not a struct or an instance of the answer's modules")
+        out.append(
+            f"hierarchical reference {text} in module {module}: '{root.valueText}' is a "
+            "signal, not a struct or an instance of the answer's modules"
+        )
 
 
 class _ModuleContext:
     """What the checks of one module need: its name, local names, and the compilation's errors."""
 
-    def __init__(self, module, nodes: list[tuple[object, str]], error_offsets: Callable[[], list[int]]) -> None:
+    def __init__(
+        self, module, nodes: list[tuple[object, str]], error_offsets: Callable[[], list[int]]
+    ) -> None:
         self.name = _module_name(module)
         self.nodes = nodes
         self.scopes, self.data = _declared_names(nodes)
@@ -416,21 +604,28 @@ class _ModuleContext:
         return any(rng.start.offset <= off <= rng.end.offset for off in self._error_offsets())
 
 
-def _check_module(context: _ModuleContext, defined_modules: set[str], subroutines: set[str],
-                  out: list[str]) -> None:
+def _check_module(
+    context: _ModuleContext, defined_modules: set[str], subroutines: set[str], out: list[str]
+) -> None:
     name = context.name
     for index, (node, kind) in enumerate(context.nodes):
         if index and kind == "ModuleDeclaration":
-            out.append(f"module {_module_name(node)} is nested inside module {name}; declare modules "
-                       "at the top level")
+            out.append(
+                f"module {_module_name(node)} is nested inside module {name}; declare modules "
+                "at the top level"
+            )
         elif kind == "HierarchyInstantiation":
             target = node.getFirstToken().valueText
             if target not in defined_modules:
-                out.append(f"module {name} instantiates {target}, which the answer does not define; "
-                           "a design may only instantiate its own modules")
+                out.append(
+                    f"module {name} instantiates {target}, which the answer does not define; "
+                    "a design may only instantiate its own modules"
+                )
         elif kind == "PrimitiveInstantiation" and node.getFirstToken().valueText in _SWITCHES:
-            out.append(f"module {name} uses the bidirectional switch {node.getFirstToken().valueText}; "
-                       "it can drive the module's input ports (use assign or gates)")
+            out.append(
+                f"module {name} uses the bidirectional switch {node.getFirstToken().valueText}; "
+                "it can drive the module's input ports (use assign or gates)"
+            )
         elif kind == "ScopedName" and node.parent.kind.name != "ScopedName":
             _check_scoped_name(node, context, out)
         elif kind in ("InvocationExpression", "ExpressionStatement"):
@@ -438,8 +633,10 @@ def _check_module(context: _ModuleContext, defined_modules: set[str], subroutine
             if callee is not None and not isinstance(callee, Token) and callee.kind.name == "IdentifierName":
                 called = _first_identifier(callee)
                 if called and called not in subroutines:
-                    out.append(f"module {name} calls {called}, which the answer does not declare "
-                               "as a function or task")
+                    out.append(
+                        f"module {name} calls {called}, which the answer does not declare "
+                        "as a function or task"
+                    )
 
 
 def _check_tree(tree, compilation, reserved: frozenset[str]) -> list[str]:
@@ -461,9 +658,14 @@ def _check_tree(tree, compilation, reserved: frozenset[str]) -> list[str]:
                 out.append(f"{token.valueText} references are not allowed")
     for member in members:
         if member.kind.name not in _TOP_LEVEL_OK and member.kind.name not in _FORBIDDEN_KINDS:
-            out.append(f"{member.kind.name} at the top level is not allowed; only modules, typedefs "
-                       "and parameters")
-    modules = [(m, nodes) for m, (nodes, _) in zip(members, walked, strict=True) if m.kind.name == "ModuleDeclaration"]
+            out.append(
+                f"{member.kind.name} at the top level is not allowed; only modules, typedefs and parameters"
+            )
+    modules = [
+        (m, nodes)
+        for m, (nodes, _) in zip(members, walked, strict=True)
+        if m.kind.name == "ModuleDeclaration"
+    ]
     defined = {_module_name(m) for m, _ in modules}
     for name in sorted(defined):
         if _is_reserved(name, reserved):
@@ -491,8 +693,10 @@ def _fallback_checks(scan: _SourceScan, code: str, reserved: frozenset[str]) -> 
         elif _is_reserved(word, reserved):
             out.append(f"line {_line_of(code, pos)}: '{word}' is a name reserved by the harness")
     if scan.dotted:
-        out.append(f"line {_line_of(code, scan.dotted[0])}: dotted (hierarchical) names cannot be "
-                   "checked in code that does not parse")
+        out.append(
+            f"line {_line_of(code, scan.dotted[0])}: dotted (hierarchical) names cannot be "
+            "checked in code that does not parse"
+        )
     return out
 
 
@@ -508,8 +712,10 @@ def check_candidate(code: str, reserved: frozenset[str]) -> list[str]:
     try:
         tree, compilation = compile_source(code)
     except RuntimeError as exc:  # pyslang gives up on pathological nesting
-        return violations + [f"the design cannot be analysed ({type(exc).__name__}: {str(exc)[:100] or 'too deeply nested'}); "
-                             "simplify deeply nested expressions or blocks"]
+        return violations + [
+            f"the design cannot be analysed ({type(exc).__name__}: {str(exc)[:100] or 'too deeply nested'}); "
+            "simplify deeply nested expressions or blocks"
+        ]
     if any(d.isError() for d in tree.diagnostics):
         violations += _fallback_checks(scan, code, reserved)
     else:

@@ -63,11 +63,13 @@ def _port_of(symbol) -> Port:
     if ty.isError:
         raise InterfaceError(
             f"port {symbol.name!r} has a type pyslang cannot resolve: fix its declaration or the "
-            "parameters its width uses")
+            "parameters its width uses"
+        )
     if not ty.isIntegral:
         raise InterfaceError(
             f"port {symbol.name!r} has type {ty} (not a packed bit vector): unpacked arrays, reals and "
-            "strings cannot be driven bit by bit. Declare it as a packed vector")
+            "strings cannot be driven bit by bit. Declare it as a packed vector"
+        )
     direction = _DIRECTIONS.get(symbol.direction, str(symbol.direction))
     width = int(ty.bitWidth)
     msb, lsb = width - 1, 0
@@ -77,7 +79,9 @@ def _port_of(symbol) -> Port:
         if abs(msb - lsb) + 1 != width:
             # Multi-dimensional packed port or struct: report it flattened, [width-1:0].
             msb, lsb = width - 1, 0
-    return Port(name=symbol.name, direction=direction, width=width, msb=msb, lsb=lsb, signed=bool(ty.isSigned))
+    return Port(
+        name=symbol.name, direction=direction, width=width, msb=msb, lsb=lsb, signed=bool(ty.isSigned)
+    )
 
 
 def parse_ports(code: str, module: str) -> list[Port]:
@@ -89,22 +93,27 @@ def parse_ports(code: str, module: str) -> list[Port]:
     tree, compilation = compile_source(code, top=module)
     errors = syntax_errors(tree)
     if errors:
-        raise InterfaceError(f"cannot parse the source of module {module!r} ({'; '.join(errors)}): "
-                             "it is not valid Verilog. Fix the syntax errors.")
+        raise InterfaceError(
+            f"cannot parse the source of module {module!r} ({'; '.join(errors)}): "
+            "it is not valid Verilog. Fix the syntax errors."
+        )
     instance = next((i for i in compilation.getRoot().topInstances if i.name == module), None)
     if instance is None:
         defined = sorted(d.name for d in compilation.getDefinitions() if d.name)
         if module in defined:
-            raise InterfaceError(f"module {module!r} cannot be elaborated on its own: give every "
-                                 "parameter a default value")
-        raise InterfaceError(f"module {module!r} not found (modules defined: {defined or 'none'}). "
-                             f"Define `module {module}`.")
+            raise InterfaceError(
+                f"module {module!r} cannot be elaborated on its own: give every parameter a default value"
+            )
+        raise InterfaceError(
+            f"module {module!r} not found (modules defined: {defined or 'none'}). Define `module {module}`."
+        )
     ports = []
     for symbol in instance.body.portList:
         if symbol.kind != ast.SymbolKind.Port:
             raise InterfaceError(
                 f"module {module!r} port {getattr(symbol, 'name', '?')!r} is a {symbol.kind.name}: "
-                "only plain input/output/inout ports are supported")
+                "only plain input/output/inout ports are supported"
+            )
         ports.append(_port_of(symbol))
     return ports
 
@@ -127,8 +136,9 @@ def compare_ports(golden: list[Port], candidate: list[Port]) -> list[str]:
         elif got.direction != port.direction:
             problems.append(f"port {name!r} is {got.direction}, expected {port.direction}")
         elif got.width != port.width:
-            problems.append(f"port {name!r} is {got.width} bits wide, expected {port.width} "
-                            f"(`{_describe(port)}`)")
+            problems.append(
+                f"port {name!r} is {got.width} bits wide, expected {port.width} (`{_describe(port)}`)"
+            )
     for name, port in have.items():
         if name not in want:
             problems.append(f"unexpected extra port `{_describe(port)}`")

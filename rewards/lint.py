@@ -89,7 +89,7 @@ def parse_messages(text: str) -> list[LintMessage]:
     matches = list(_MESSAGE.finditer(text))
     for index, match in enumerate(matches):
         body = match.group("text").strip()
-        notes = text[match.end():matches[index + 1].start() if index + 1 < len(matches) else len(text)]
+        notes = text[match.end() : matches[index + 1].start() if index + 1 < len(matches) else len(text)]
         if match.group("file") is None and body.startswith("Exiting due to"):
             continue
         severity = match.group("severity").lower()
@@ -98,19 +98,21 @@ def parse_messages(text: str) -> list[LintMessage]:
             severity = "unsupported"
         elif body.startswith("Duplicate declaration of signal") and _ANSI_REDECLARATION in notes:
             severity, code = "warning", "ANSIREDECL"
-        messages.append(LintMessage(
-            file=match.group("file") or "",
-            line=int(match.group("line") or 0),
-            col=int(match.group("col") or 0),
-            severity=severity,
-            code=code,
-            text=body,
-        ))
+        messages.append(
+            LintMessage(
+                file=match.group("file") or "",
+                line=int(match.group("line") or 0),
+                col=int(match.group("col") or 0),
+                severity=severity,
+                code=code,
+                text=body,
+            )
+        )
     return messages
 
 
 # What the wrapper does before running the binary (deep expression trees need a deep stack).
-_STACK_PRELUDE = "ulimit -s unlimited 2>/dev/null; \"$@\""
+_STACK_PRELUDE = 'ulimit -s unlimited 2>/dev/null; "$@"'
 
 
 def verilator_bin(wrapper: str) -> str | None:
@@ -146,7 +148,17 @@ def lint_argv(binary: str, top: str, direct: str | None = None) -> tuple[str, ..
     direct = direct or verilator_bin(binary)
     if direct is None:
         return (binary, *LINT_FLAGS, "--top-module", top, SOURCE_NAME)
-    return ("/bin/sh", "-c", _STACK_PRELUDE, "verilator", direct, *LINT_FLAGS, "--top-module", top, SOURCE_NAME)
+    return (
+        "/bin/sh",
+        "-c",
+        _STACK_PRELUDE,
+        "verilator",
+        direct,
+        *LINT_FLAGS,
+        "--top-module",
+        top,
+        SOURCE_NAME,
+    )
 
 
 def lint_command(top: str) -> str:
@@ -178,8 +190,13 @@ def run_lint(code: str, top: str, *, limits: Limits, sandbox: bool = True) -> Li
 def lint_job(code: str, top: str, limits: Limits) -> Job:
     """The sandbox job that lints ``code`` (raises :class:`rewards.tools.ToolNotFound`)."""
     binary, direct, binds = _verilator()
-    return Job(argv=lint_argv(binary, top, direct), files=((SOURCE_NAME, code),), limits=limits,
-               ro_binds=binds, as_init=True)
+    return Job(
+        argv=lint_argv(binary, top, direct),
+        files=((SOURCE_NAME, code),),
+        limits=limits,
+        ro_binds=binds,
+        as_init=True,
+    )
 
 
 def interpret(result: JobResult, limits: Limits) -> LintResult:
@@ -193,9 +210,14 @@ def interpret(result: JobResult, limits: Limits) -> LintResult:
     cpu_hit = result.timed_out or killed or result.cpu_s >= limits.cpu_s
     if cpu_hit or result.memory_limit or result.output_truncated:
         what = "CPU/wall time" if cpu_hit else "memory" if result.memory_limit else "output size"
-        return LintResult(ok=False, messages=messages, warning_count=warnings, timed_out=True,
-                          log=f"verilator lint stopped by the sandbox's {what} limit ({limits.cpu_s:g}s CPU, "
-                              f"{limits.memory_mb} MB): the design is too large or loops in elaboration")
+        return LintResult(
+            ok=False,
+            messages=messages,
+            warning_count=warnings,
+            timed_out=True,
+            log=f"verilator lint stopped by the sandbox's {what} limit ({limits.cpu_s:g}s CPU, "
+            f"{limits.memory_mb} MB): the design is too large or loops in elaboration",
+        )
     unsupported = any(m.severity == "unsupported" for m in messages)
     downgraded = any(m.code == "ANSIREDECL" for m in messages)
     if result.returncode != 0 and not errors and not unsupported and not downgraded:

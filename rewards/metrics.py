@@ -13,7 +13,24 @@ import threading
 from collections.abc import Callable, Sequence
 
 # Seconds from a cache hit (~0.1 ms) to a slow synthesis (~minutes).
-LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+LATENCY_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
 
 
 def _escape(value: str) -> str:
@@ -45,7 +62,9 @@ class _Metric:
     def _key(self, labels: dict[str, str] | None) -> tuple[str, ...]:
         labels = labels or {}
         if set(labels) != set(self.label_names):
-            raise ValueError(f"metric {self.name} takes labels {list(self.label_names)}, got {sorted(labels)}")
+            raise ValueError(
+                f"metric {self.name} takes labels {list(self.label_names)}, got {sorted(labels)}"
+            )
         return tuple(str(labels[n]) for n in self.label_names)
 
     def header(self) -> list[str]:
@@ -94,8 +113,13 @@ class Histogram(_Metric):
 
     kind = "histogram"
 
-    def __init__(self, name: str, help: str, labels: Sequence[str] = (),  # noqa: A002
-                 buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
+    def __init__(
+        self,
+        name: str,
+        help: str,
+        labels: Sequence[str] = (),  # noqa: A002
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+    ) -> None:
         super().__init__(name, help, labels)
         self.buckets = tuple(sorted(buckets))
         self._series: dict[tuple[str, ...], list[float]] = {}  # bucket counts..., sum, count

@@ -66,7 +66,9 @@ _DELAY_FLOOR_NS = 0.01
 _POWER_FLOOR_MW = 1e-6
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
-_CHIP_AREA = re.compile(r"^\s*Chip area for (?:top )?module '\\?(?P<module>[^']+)':\s*(?P<area>[0-9.eE+-]+)\s*$")
+_CHIP_AREA = re.compile(
+    r"^\s*Chip area for (?:top )?module '\\?(?P<module>[^']+)':\s*(?P<area>[0-9.eE+-]+)\s*$"
+)
 _CELLS = re.compile(r"^\s*Number of cells:\s*(?P<cells>\d+)\s*$")
 _CELL_TYPE = re.compile(r"^\s+(?P<type>\S+)\s+(?P<count>\d+)\s*$")
 _POWER_TOTAL = re.compile(r"^Total\s+(\S+)\s+(\S+)\s+(\S+)\s+(?P<total>[0-9.eE+-]+)\s")
@@ -135,26 +137,31 @@ def _tool_failure(result: JobResult, tool: str, limits: Limits) -> str:
         return f"{tool} printed more than {limits.max_output_bytes} bytes"
     if result.memory_limit:
         return f"{tool} ran out of memory ({limits.memory_mb} MB)"
-    errors = [line.strip() for line in (result.stderr + "\n" + result.stdout).splitlines()
-              if line.lstrip().startswith("ERROR")]
+    errors = [
+        line.strip()
+        for line in (result.stderr + "\n" + result.stdout).splitlines()
+        if line.lstrip().startswith("ERROR")
+    ]
     detail = errors[0] if errors else result.tail(300)
     return f"{tool} failed (exit {result.returncode}): {detail.replace('/job/', '')}"
 
 
 def synth_script(top: str, liberty: str) -> str:
     """The Yosys script for ``top`` in ``design.sv``; writes ``stat.txt`` and ``netlist.v``."""
-    return "\n".join([
-        "read_verilog -sv design.sv",
-        # A black-boxed module keeps its body in simulation but would cost nothing here.
-        "select -assert-none =A:blackbox =A:whitebox =A:lib_whitebox =A:keep_hierarchy",
-        f"synth -flatten -top {top}",
-        f"dfflibmap -liberty {liberty}",
-        f"abc -liberty {liberty}",
-        "opt_clean",
-        f"tee -q -o stat.txt stat -liberty {liberty}",
-        "write_verilog -noattr -noexpr netlist.v",
-        "",
-    ])
+    return "\n".join(
+        [
+            "read_verilog -sv design.sv",
+            # A black-boxed module keeps its body in simulation but would cost nothing here.
+            "select -assert-none =A:blackbox =A:whitebox =A:lib_whitebox =A:keep_hierarchy",
+            f"synth -flatten -top {top}",
+            f"dfflibmap -liberty {liberty}",
+            f"abc -liberty {liberty}",
+            "opt_clean",
+            f"tee -q -o stat.txt stat -liberty {liberty}",
+            "write_verilog -noattr -noexpr netlist.v",
+            "",
+        ]
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -196,7 +203,8 @@ def synthesize(code: str, top: str, *, liberty: str, limits: Limits, sandbox: bo
     job = Job(
         argv=(yosys, "-q", "-s", "synth.ys"),
         files=(("design.sv", code), ("synth.ys", synth_script(top, liberty))),
-        limits=limits, outputs=("stat.txt", "netlist.v"),
+        limits=limits,
+        outputs=("stat.txt", "netlist.v"),
         ro_binds=YOSYS.ro_binds() + _liberty_binds(liberty),
     )
     result = run_job(job, sandbox=sandbox)
@@ -204,14 +212,19 @@ def synthesize(code: str, top: str, *, liberty: str, limits: Limits, sandbox: bo
     stat = result.outputs.get("stat.txt", b"").decode("utf-8", "replace")
     netlist = result.outputs.get("netlist.v", b"").decode("utf-8", "replace")
     if result.returncode != 0 or not stat or not netlist:
-        return SynthResult(ok=False, error=_tool_failure(result, "yosys", limits),
-                           timed_out=result.timed_out, **times)
+        return SynthResult(
+            ok=False, error=_tool_failure(result, "yosys", limits), timed_out=result.timed_out, **times
+        )
     area, cells, cell_types = parse_stat(stat, top)
     foreign = sorted(set(cell_types) - liberty_cells(liberty))
     if foreign:
-        return SynthResult(ok=False, error=f"yosys left cells that are not standard cells of the liberty ({foreign}): "
-                           "latches, black boxes and kept hierarchy have no honest area; use flip-flops and "
-                           "plain modules", **times)
+        return SynthResult(
+            ok=False,
+            error=f"yosys left cells that are not standard cells of the liberty ({foreign}): "
+            "latches, black boxes and kept hierarchy have no honest area; use flip-flops and "
+            "plain modules",
+            **times,
+        )
     if area is None and cells == 0:
         area = 0.0  # stat prints no chip area for a design without cells (pure wiring, constants)
     if area is None:
@@ -222,25 +235,29 @@ def synthesize(code: str, top: str, *, liberty: str, limits: Limits, sandbox: bo
 def sta_script(top: str, clock_port: str | None, liberty: str, period_ns: float = NOMINAL_PERIOD_NS) -> str:
     """The OpenSTA script: constraints, critical path report, power; writes ``result.txt``."""
     if clock_port:
-        clock = [f"create_clock -name rtlf_clk -period {period_ns} [get_ports {{{clock_port}}}]",
-                 f"set rtlf_inputs [delete_from_list [all_inputs] [get_ports {{{clock_port}}}]]"]
+        clock = [
+            f"create_clock -name rtlf_clk -period {period_ns} [get_ports {{{clock_port}}}]",
+            f"set rtlf_inputs [delete_from_list [all_inputs] [get_ports {{{clock_port}}}]]",
+        ]
     else:
         clock = [f"create_clock -name rtlf_clk -period {period_ns}", "set rtlf_inputs [all_inputs]"]
-    return "\n".join([
-        f"read_liberty {liberty}",
-        "read_verilog netlist.v",
-        f"link_design {top}",
-        *clock,
-        "if {[llength $rtlf_inputs] > 0} { set_input_delay 0 -clock rtlf_clk $rtlf_inputs }",
-        "if {[llength [all_outputs]] > 0} { set_output_delay 0 -clock rtlf_clk [all_outputs] }",
-        "report_checks -path_delay max -format full -digits 4",
-        "report_power -digits 6",
-        "set rtlf_out [open result.txt w]",
-        f"puts $rtlf_out \"period {period_ns}\"",
-        "puts $rtlf_out \"slack [worst_slack -max]\"",
-        "close $rtlf_out",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"read_liberty {liberty}",
+            "read_verilog netlist.v",
+            f"link_design {top}",
+            *clock,
+            "if {[llength $rtlf_inputs] > 0} { set_input_delay 0 -clock rtlf_clk $rtlf_inputs }",
+            "if {[llength [all_outputs]] > 0} { set_output_delay 0 -clock rtlf_clk [all_outputs] }",
+            "report_checks -path_delay max -format full -digits 4",
+            "report_power -digits 6",
+            "set rtlf_out [open result.txt w]",
+            f'puts $rtlf_out "period {period_ns}"',
+            'puts $rtlf_out "slack [worst_slack -max]"',
+            "close $rtlf_out",
+            "",
+        ]
+    )
 
 
 def parse_sta(result_text: str, report: str) -> tuple[float | None, float | None]:
@@ -265,8 +282,9 @@ def parse_sta(result_text: str, report: str) -> tuple[float | None, float | None
     return delay, power
 
 
-def time_and_power(netlist: str, top: str, clock_port: str | None, *, liberty: str, limits: Limits,
-                   sandbox: bool = True) -> StaResult:
+def time_and_power(
+    netlist: str, top: str, clock_port: str | None, *, liberty: str, limits: Limits, sandbox: bool = True
+) -> StaResult:
     """Critical-path delay and total power of a mapped ``netlist`` with OpenSTA.
 
     ``clock_port`` None means combinational (virtual clock). Raises :class:`ToolNotFound` or
@@ -278,19 +296,27 @@ def time_and_power(netlist: str, top: str, clock_port: str | None, *, liberty: s
     job = Job(
         argv=(sta, "-no_init", "-no_splash", "-exit", "sta.tcl"),
         files=(("netlist.v", netlist), ("sta.tcl", sta_script(top, clock_port, liberty))),
-        limits=limits, outputs=("result.txt",),
+        limits=limits,
+        outputs=("result.txt",),
         ro_binds=STA.ro_binds() + _liberty_binds(liberty),
     )
     result = run_job(job, sandbox=sandbox)
     times = {"cpu_s": result.cpu_s, "wall_s": result.wall_s, "clock": clock_port}
     if result.timed_out or result.output_truncated or result.memory_limit:
-        return StaResult(ok=False, error=_tool_failure(result, "sta", limits), timed_out=result.timed_out, **times)
+        return StaResult(
+            ok=False, error=_tool_failure(result, "sta", limits), timed_out=result.timed_out, **times
+        )
     delay, power = parse_sta(result.outputs.get("result.txt", b"").decode("utf-8", "replace"), result.stdout)
     if delay is None or power is None:
-        errors = [line for line in (result.stdout + "\n" + result.stderr).splitlines() if line.startswith("Error")]
+        errors = [
+            line for line in (result.stdout + "\n" + result.stderr).splitlines() if line.startswith("Error")
+        ]
         why = errors[0] if errors else result.tail(300)
-        return StaResult(ok=False, error=f"sta gave no {'delay' if delay is None else 'power'} "
-                         f"(exit {result.returncode}): {why}", **times)
+        return StaResult(
+            ok=False,
+            error=f"sta gave no {'delay' if delay is None else 'power'} (exit {result.returncode}): {why}",
+            **times,
+        )
     return StaResult(ok=True, delay_ns=delay, power_mw=power, **times)
 
 
@@ -305,8 +331,16 @@ def clock_port_of(task: Task) -> str | None:
         return None
 
 
-def measure(code: str, top: str, clock_port: str | None, *, liberty: str, synth_limits: Limits,
-            sta_limits: Limits, sandbox: bool) -> PpaFigures:
+def measure(
+    code: str,
+    top: str,
+    clock_port: str | None,
+    *,
+    liberty: str,
+    synth_limits: Limits,
+    sta_limits: Limits,
+    sandbox: bool,
+) -> PpaFigures:
     """Synthesis, then timing and power when synthesis worked."""
     synth = synthesize(code, top, liberty=liberty, limits=synth_limits, sandbox=sandbox)
     if not synth.ok:
@@ -320,8 +354,9 @@ def _golden_key(task: Task, clock_port: str | None, liberty: str) -> str:
         stamp = os.stat(liberty).st_mtime_ns
     except OSError:
         stamp = 0
-    blob = "\0".join([task.reference, task.top_module, str(clock_port), liberty, str(stamp), YOSYS.binary(),
-                      STA.binary()])
+    blob = "\0".join(
+        [task.reference, task.top_module, str(clock_port), liberty, str(stamp), YOSYS.binary(), STA.binary()]
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -333,13 +368,27 @@ class _Transient(Exception):
         self.figures = figures
 
 
-def golden_figures(task: Task, clock_port: str | None, *, liberty: str, synth_limits: Limits,
-                   sta_limits: Limits, sandbox: bool) -> PpaFigures:
+def golden_figures(
+    task: Task,
+    clock_port: str | None,
+    *,
+    liberty: str,
+    synth_limits: Limits,
+    sta_limits: Limits,
+    sandbox: bool,
+) -> PpaFigures:
     """The golden's figures, cached in-process (a failure caused by a time limit is not cached)."""
 
     def compute() -> PpaFigures:
-        figures = measure(task.reference, task.top_module, clock_port, liberty=liberty,
-                          synth_limits=synth_limits, sta_limits=sta_limits, sandbox=sandbox)
+        figures = measure(
+            task.reference,
+            task.top_module,
+            clock_port,
+            liberty=liberty,
+            synth_limits=synth_limits,
+            sta_limits=sta_limits,
+            sandbox=sandbox,
+        )
         if figures.synth.timed_out or (figures.sta is not None and figures.sta.timed_out):
             raise _Transient(figures)
         return figures
@@ -369,7 +418,9 @@ def level_from_ratio(ratio: float, max_gain: float) -> float:
     return min(1.0, max(0.0, level))
 
 
-def _candidate_synth_limits(limits: Limits, golden: SynthResult, factor: float = 20.0, floor_s: float = 5.0) -> Limits:
+def _candidate_synth_limits(
+    limits: Limits, golden: SynthResult, factor: float = 20.0, floor_s: float = 5.0
+) -> Limits:
     # A candidate equivalent to the golden synthesises in about the golden's time; a much slower
     # one (a huge unrolled memory) should not hold a core for the whole configured limit.
     if not golden.ok or golden.cpu_s <= 0:
@@ -377,8 +428,16 @@ def _candidate_synth_limits(limits: Limits, golden: SynthResult, factor: float =
     return replace(limits, cpu_s=min(limits.cpu_s, max(floor_s, factor * golden.cpu_s)))
 
 
-def score_ppa(task: Task, code: str, *, metric: str, max_gain: float, synth_limits: Limits,
-              sta_limits: Limits, sandbox: bool = True) -> tuple[float, dict, str]:
+def score_ppa(
+    task: Task,
+    code: str,
+    *,
+    metric: str,
+    max_gain: float,
+    synth_limits: Limits,
+    sta_limits: Limits,
+    sandbox: bool = True,
+) -> tuple[float, dict, str]:
     """PPA level of a functionally correct ``code`` against ``task``'s golden (see module docstring).
 
     Returns ``(level in [0, 1], metrics, note)``; ``note`` is empty when both designs were measured.
@@ -388,15 +447,25 @@ def score_ppa(task: Task, code: str, *, metric: str, max_gain: float, synth_limi
         raise ValueError(f"ppa metric {metric!r} is unknown; valid: {', '.join(METRICS)}")
     liberty = liberty_path()
     clock_port = clock_port_of(task)
-    golden = golden_figures(task, clock_port, liberty=liberty, synth_limits=synth_limits,
-                            sta_limits=sta_limits, sandbox=sandbox)
-    cand = measure(code, task.top_module, clock_port, liberty=liberty,
-                   synth_limits=_candidate_synth_limits(synth_limits, golden.synth),
-                   sta_limits=sta_limits, sandbox=sandbox)
+    golden = golden_figures(
+        task, clock_port, liberty=liberty, synth_limits=synth_limits, sta_limits=sta_limits, sandbox=sandbox
+    )
+    cand = measure(
+        code,
+        task.top_module,
+        clock_port,
+        liberty=liberty,
+        synth_limits=_candidate_synth_limits(synth_limits, golden.synth),
+        sta_limits=sta_limits,
+        sandbox=sandbox,
+    )
     metrics: dict = {}
     if golden.ok:
-        metrics.update(golden_area=golden.synth.area, golden_delay_ns=golden.sta.delay_ns,
-                       golden_power_mw=golden.sta.power_mw)
+        metrics.update(
+            golden_area=golden.synth.area,
+            golden_delay_ns=golden.sta.delay_ns,
+            golden_power_mw=golden.sta.power_mw,
+        )
     if cand.synth.ok:
         metrics.update(area=cand.synth.area, cells=cand.synth.cells)
     if cand.ok:
@@ -405,8 +474,13 @@ def score_ppa(task: Task, code: str, *, metric: str, max_gain: float, synth_limi
         return 0.0, metrics, f"candidate PPA failed: {cand.error}"
     if not golden.ok:
         log.warning("golden PPA of task %s failed: %s", task.id, golden.error)
-        return 0.0, metrics, f"golden PPA unavailable (task {task.id!r}): {golden.error}. Fix the task's reference."
-    ratio = (cost(metric, cand.synth.area, cand.sta.delay_ns, cand.sta.power_mw)
-             / cost(metric, golden.synth.area, golden.sta.delay_ns, golden.sta.power_mw))
+        return (
+            0.0,
+            metrics,
+            f"golden PPA unavailable (task {task.id!r}): {golden.error}. Fix the task's reference.",
+        )
+    ratio = cost(metric, cand.synth.area, cand.sta.delay_ns, cand.sta.power_mw) / cost(
+        metric, golden.synth.area, golden.sta.delay_ns, golden.sta.power_mw
+    )
     metrics["ppa_ratio"] = round(ratio, 6)
     return level_from_ratio(ratio, max_gain), metrics, ""

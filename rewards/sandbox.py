@@ -53,7 +53,9 @@ _uid_counter = itertools.count()
 # What allocators and runtimes print when RLIMIT_AS refuses memory (C++, glibc/strerror, Python, Tcl, bison).
 _OUT_OF_MEMORY = re.compile(
     r"std::bad_alloc|out of memory|cannot allocate memory|memoryerror|memory exhausted|"
-    r"unable to (re)?alloc|failed to allocate|not enough memory", re.I)
+    r"unable to (re)?alloc|failed to allocate|not enough memory",
+    re.I,
+)
 
 
 def out_of_memory(text: str) -> bool:
@@ -148,18 +150,42 @@ def _job_root() -> Path:
                 raise SandboxError(
                     f"job root {root} is not reachable by the sandbox's unprivileged uid ({parent} has mode "
                     f"{oct(os.stat(parent).st_mode & 0o777)}): set $RTLFORGE_JOB_DIR to a directory whose "
-                    "parents are all searchable by others (o+x), e.g. /tmp")
+                    "parents are all searchable by others (o+x), e.g. /tmp"
+                )
     return root
 
 
 def _bwrap_argv(bwrap: str, job: Job, job_dir: Path) -> list[str]:
     argv = [
-        bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-        "--ro-bind", "/usr", "/usr",
-        "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
-        "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-        "--proc", "/proc", "--dev", "/dev",
-        "--size", str(job.limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
+        bwrap,
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--symlink",
+        "usr/sbin",
+        "/sbin",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(job.limits.tmp_mb * 1024 * 1024),
+        "--tmpfs",
+        "/tmp",
     ]
     if os.path.exists("/etc/ld.so.cache"):
         argv += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
@@ -207,8 +233,9 @@ def _preexec(limits: Limits, uid: int | None):
     return apply
 
 
-def _read_capped(proc: subprocess.Popen, limits: Limits, deadline: float,
-                 marks: dict[bytes, float | None]) -> tuple[bytes, bytes, bool, bool]:
+def _read_capped(
+    proc: subprocess.Popen, limits: Limits, deadline: float, marks: dict[bytes, float | None]
+) -> tuple[bytes, bytes, bool, bool]:
     """Drain stdout/stderr until exit; kill on output flood or wall deadline.
 
     ``marks`` maps strings awaited on stderr to the monotonic time each first arrived (filled in).
@@ -288,7 +315,10 @@ def run_job(job: Job, sandbox: bool = True) -> JobResult:
     try:
         for name, content in job.files:
             target = job_dir / name
-            if target.resolve().parent != job_dir.resolve() and job_dir.resolve() not in target.resolve().parents:
+            if (
+                target.resolve().parent != job_dir.resolve()
+                and job_dir.resolve() not in target.resolve().parents
+            ):
                 raise SandboxError(f"job file name {name!r} escapes the job dir")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
@@ -296,15 +326,26 @@ def run_job(job: Job, sandbox: bool = True) -> JobResult:
             for path in [job_dir, *job_dir.rglob("*")]:
                 os.chown(path, uid, uid)
         argv = _bwrap_argv(bwrap, job, job_dir) if sandbox else list(job.argv)
-        env = {"PATH": "/usr/bin:/bin", "HOME": "/job" if sandbox else str(job_dir), "LANG": "C.UTF-8",
-               "TMPDIR": "/tmp", **dict(job.env)}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": "/job" if sandbox else str(job_dir),
+            "LANG": "C.UTF-8",
+            "TMPDIR": "/tmp",
+            **dict(job.env),
+        }
         log.debug("sandbox run: %s", shlex.join(argv))
         marks: dict[bytes, float | None] = {m.encode(): None for m in job.marks}
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=job_dir, env=env, preexec_fn=_preexec(job.limits, uid), close_fds=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=job_dir,
+                env=env,
+                preexec_fn=_preexec(job.limits, uid),
+                close_fds=True,
             )
         except OSError as exc:
             raise SandboxError(f"could not start {argv[0]!r}: {exc}") from exc
@@ -324,8 +365,9 @@ def run_job(job: Job, sandbox: bool = True) -> JobResult:
         sig = -rc if rc < 0 else (rc - 128 if rc > 128 and sandbox else None)
         stderr_text = stderr.decode("utf-8", "replace")
         if sandbox and rc != 0 and not (wall or truncated) and not (job_dir / READY_MARK).exists():
-            raise SandboxError(f"bubblewrap failed to set up the sandbox (exit code {rc}): "
-                               f"{stderr_text.strip()[:300]}")
+            raise SandboxError(
+                f"bubblewrap failed to set up the sandbox (exit code {rc}): {stderr_text.strip()[:300]}"
+            )
         cpu_s = usage.ru_utime + usage.ru_stime
         cpu_limit = sig in (signal.SIGXCPU, signal.SIGKILL) and not wall and not truncated
         return JobResult(

@@ -72,11 +72,25 @@ def _total(config: RewardConfig, levels: dict[str, float]) -> float:
     )
 
 
-def _result(task: Task, config: RewardConfig, status: Status, levels: dict, log_text: str = "",
-            metrics: dict | None = None, reward: float | None = None) -> RewardResult:
+def _result(
+    task: Task,
+    config: RewardConfig,
+    status: Status,
+    levels: dict,
+    log_text: str = "",
+    metrics: dict | None = None,
+    reward: float | None = None,
+) -> RewardResult:
     total = _total(config, levels) if reward is None else reward
-    return RewardResult(task_id=task.id, status=status, passed=status is Status.OK, reward=total,
-                        levels=levels, metrics=metrics or {}, log=log_text[-2000:])
+    return RewardResult(
+        task_id=task.id,
+        status=status,
+        passed=status is Status.OK,
+        reward=total,
+        levels=levels,
+        metrics=metrics or {},
+        log=log_text[-2000:],
+    )
 
 
 class _Stopwatch:
@@ -110,8 +124,9 @@ def _interface(task: Task, code: str) -> tuple[str | None, interface.InterfaceEr
         return None, exc
 
 
-def score(task: Task, completion: str, config: RewardConfig | None = None,
-          timings: dict[str, float] | None = None) -> RewardResult:
+def score(
+    task: Task, completion: str, config: RewardConfig | None = None, timings: dict[str, float] | None = None
+) -> RewardResult:
     """Score one completion against ``task``. Never raises for candidate or tool failures.
 
     ``timings``, when given, receives seconds spent per stage (format, guard, syntax, function, ppa).
@@ -126,12 +141,19 @@ def score(task: Task, completion: str, config: RewardConfig | None = None,
 
 def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch) -> RewardResult:
     if not isinstance(completion, str) or not completion.strip():
-        return _result(task, config, Status.FORMAT_ERROR, _levels(),
-                       "empty completion: the model produced no text")
+        return _result(
+            task, config, Status.FORMAT_ERROR, _levels(), "empty completion: the model produced no text"
+        )
     if len(completion) > config.max_completion_chars:
-        return _result(task, config, Status.RESOURCE_LIMIT, _levels(),
-                       f"completion has {len(completion)} characters, over max_completion_chars="
-                       f"{config.max_completion_chars}", reward=0.0)
+        return _result(
+            task,
+            config,
+            Status.RESOURCE_LIMIT,
+            _levels(),
+            f"completion has {len(completion)} characters, over max_completion_chars="
+            f"{config.max_completion_chars}",
+            reward=0.0,
+        )
     extraction = extract_verilog(completion, task.top_module, header=task.interface)
     watch.lap("format")
     if extraction.code is None:
@@ -151,9 +173,17 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
     linted = None
     if not task.testbench and mismatch is None and broken is None:
         linted = cosim.run_lint_and_cosim(
-            task, code, lint_limits=lint_limits, seeds=tuple(config.seeds), comb_vectors=config.comb_vectors,
-            seq_cycles=config.seq_cycles, reset_cycles=config.reset_cycles,
-            midrun_resets=config.midrun_resets, limits=sim_limits, sandbox=config.sandbox)
+            task,
+            code,
+            lint_limits=lint_limits,
+            seeds=tuple(config.seeds),
+            comb_vectors=config.comb_vectors,
+            seq_cycles=config.seq_cycles,
+            reset_cycles=config.reset_cycles,
+            midrun_resets=config.midrun_resets,
+            limits=sim_limits,
+            sandbox=config.sandbox,
+        )
         lint_result = linted.lint
     else:
         lint_result = lint.run_lint(code, task.top_module, limits=lint_limits, sandbox=config.sandbox)
@@ -186,9 +216,14 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
     ppa_level = 0.0
     if config.ppa_enabled and config.w_ppa > 0:
         ppa_level, ppa_metrics, ppa_log = ppa.score_ppa(
-            task, code, metric=config.ppa_metric, max_gain=config.ppa_max_gain,
+            task,
+            code,
+            metric=config.ppa_metric,
+            max_gain=config.ppa_max_gain,
             synth_limits=limits_for(config, config.synth_cpu_s),
-            sta_limits=limits_for(config, config.sta_cpu_s), sandbox=config.sandbox)
+            sta_limits=limits_for(config, config.sta_cpu_s),
+            sandbox=config.sandbox,
+        )
         watch.lap("ppa")
         metrics.update(ppa_metrics)
         if ppa_log:
@@ -210,13 +245,22 @@ def _testbench_level(task: Task, code: str, config: RewardConfig) -> SimOutcome:
     if outcome.status is not Status.OK or not config.testbench_cosim:
         return outcome
     check = cosim.run_cosim(
-        task, code, seeds=tuple(config.seeds), comb_vectors=config.comb_vectors,
-        seq_cycles=config.seq_cycles, reset_cycles=config.reset_cycles,
-        midrun_resets=config.midrun_resets, limits=sim_limits, sandbox=config.sandbox)
+        task,
+        code,
+        seeds=tuple(config.seeds),
+        comb_vectors=config.comb_vectors,
+        seq_cycles=config.seq_cycles,
+        reset_cycles=config.reset_cycles,
+        midrun_resets=config.midrun_resets,
+        limits=sim_limits,
+        sandbox=config.sandbox,
+    )
     if check.status in (Status.OK, Status.INFRA_ERROR):
         return outcome
     log_text = f"passes the task's test bench but not the co-simulation against the golden: {check.log}"
-    return SimOutcome(check.status, check.matched, check.total, log_text, {**outcome.metrics, **check.metrics})
+    return SimOutcome(
+        check.status, check.matched, check.total, log_text, {**outcome.metrics, **check.metrics}
+    )
 
 
 def dedup_key(task: Task, completion: str, config: RewardConfig) -> str:
@@ -267,4 +311,4 @@ def score_batch(
 
 def iter_chunks(seq: Sequence, size: int) -> Iterable[Sequence]:
     for start in range(0, len(seq), size):
-        yield seq[start:start + size]
+        yield seq[start : start + size]

@@ -65,7 +65,9 @@ from rewards.types import LEVELS, RewardResult, Status, Task, TaskError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE = Path(os.environ.get("RTLFORGE_REWARD_CACHE", "~/.cache/rtlforge/reward-cache.sqlite")).expanduser()
+DEFAULT_CACHE = Path(
+    os.environ.get("RTLFORGE_REWARD_CACHE", "~/.cache/rtlforge/reward-cache.sqlite")
+).expanduser()
 STAGES = ("format", "guard", "syntax", "function", "ppa")
 
 
@@ -82,21 +84,25 @@ class ServerConfig:
     max_items: int = _f(4096, "most items in one request (413 above)")
     max_body_mb: float = _f(32.0, "largest request body in MiB (413 above)")
     item_timeout_s: float = _f(
-        500.0, "an item not scored this long after admission is INFRA_ERROR; keep it below the clients' "
-        "HTTP timeout (600 s by default) so they get an answer rather than a timeout")
+        500.0,
+        "an item not scored this long after admission is INFRA_ERROR; keep it below the clients' "
+        "HTTP timeout (600 s by default) so they get an answer rather than a timeout",
+    )
 
     def __post_init__(self) -> None:
         if self.workers < 0 or self.queue_items < 1 or self.max_items < 1 or self.max_body_mb <= 0:
-            raise ValueError(f"bad server limits {self}: workers >= 0, queue_items >= 1, max_items >= 1, "
-                             "max_body_mb > 0")
+            raise ValueError(
+                f"bad server limits {self}: workers >= 0, queue_items >= 1, max_items >= 1, max_body_mb > 0"
+            )
         if self.item_timeout_s <= 0:
             raise ValueError(f"item_timeout_s={self.item_timeout_s} must be > 0, e.g. 500")
 
 
 def invalid_input(task_id: str, message: str) -> RewardResult:
     """A record the caller got wrong: reward null like INFRA_ERROR, but the caller's to fix."""
-    return RewardResult(task_id=task_id, status=Status.INVALID_INPUT, passed=False, reward=None,
-                        levels={}, log=message)
+    return RewardResult(
+        task_id=task_id, status=Status.INVALID_INPUT, passed=False, reward=None, levels={}, log=message
+    )
 
 
 def _copy(result: RewardResult, task_id: str, cached: bool) -> RewardResult:
@@ -134,13 +140,22 @@ class ServerMetrics:
 
     def __init__(self, engine: ScoringEngine) -> None:
         r = self.registry = Registry()
-        self.requests = r.add(Counter("rtlforge_requests_total", "POST /score requests by HTTP code", ["code"]))
+        self.requests = r.add(
+            Counter("rtlforge_requests_total", "POST /score requests by HTTP code", ["code"])
+        )
         self.items = r.add(Counter("rtlforge_items_total", "items answered, by status", ["status"]))
         self.cache_hits = r.add(Counter("rtlforge_cache_hits_total", "items answered from the result cache"))
-        self.cache_misses = r.add(Counter("rtlforge_cache_misses_total", "unique items not found in the cache"))
-        self.deduplicated = r.add(Counter("rtlforge_deduplicated_items_total",
-                                          "items that shared another item's scoring (same key)"))
-        self.cancelled = r.add(Counter("rtlforge_cancelled_items_total", "queued items dropped on disconnect"))
+        self.cache_misses = r.add(
+            Counter("rtlforge_cache_misses_total", "unique items not found in the cache")
+        )
+        self.deduplicated = r.add(
+            Counter(
+                "rtlforge_deduplicated_items_total", "items that shared another item's scoring (same key)"
+            )
+        )
+        self.cancelled = r.add(
+            Counter("rtlforge_cancelled_items_total", "queued items dropped on disconnect")
+        )
         self.deadline = r.add(Counter("rtlforge_deadline_exceeded_total", "items past --item-timeout-s"))
         self.stage = r.add(Histogram("rtlforge_stage_seconds", "seconds per scoring level", ["stage"]))
         self.item = r.add(Histogram("rtlforge_item_seconds", "seconds to score one unique item", ["status"]))
@@ -163,9 +178,15 @@ class ScoringEngine:
     results.
     """
 
-    def __init__(self, config: RewardConfig, tasks: Mapping[str, Task] | None = None, *,
-                 workers: int | None = None, cache: ResultCache | None = None,
-                 queue_items: int = 16384) -> None:
+    def __init__(
+        self,
+        config: RewardConfig,
+        tasks: Mapping[str, Task] | None = None,
+        *,
+        workers: int | None = None,
+        cache: ResultCache | None = None,
+        queue_items: int = 16384,
+    ) -> None:
         self.config = config
         self.config_hash = config.content_hash()
         self.tasks = {task_id: (task, task.content_hash()) for task_id, task in (tasks or {}).items()}
@@ -191,16 +212,19 @@ class ScoringEngine:
     def resolve(self, item: Any) -> tuple[Task, str, str] | RewardResult:
         """(task, task hash, completion) for one wire item, or the INVALID_INPUT result saying why not."""
         if not isinstance(item, dict):
-            return invalid_input("", f"expected an object with 'task' or 'task_id' and "
-                                     f"'completion', got {type(item).__name__}")
+            return invalid_input(
+                "", f"expected an object with 'task' or 'task_id' and 'completion', got {type(item).__name__}"
+            )
         task_id = item.get("task_id")
         label = task_id if isinstance(task_id, str) else ""
         if item.get("task") is not None:
             resolved = self._inline_task(item["task"], task_id)
         elif isinstance(task_id, str):
             resolved = self.tasks.get(task_id) or invalid_input(
-                task_id, f"unknown task id {task_id!r}; this server knows {len(self.tasks)} tasks "
-                         "(its --tasks files). Send the full record as 'task' or start the server with it")
+                task_id,
+                f"unknown task id {task_id!r}; this server knows {len(self.tasks)} tasks "
+                "(its --tasks files). Send the full record as 'task' or start the server with it",
+            )
         else:
             resolved = invalid_input(label, "missing 'task' (a Task record) or 'task_id' (a string)")
         if isinstance(resolved, RewardResult):
@@ -334,10 +358,19 @@ class ScoringEngine:
         missing = sorted(name for name, version in self.versions.items() if version == "missing")
         liberty_needed = self.config.ppa_enabled and self.config.w_ppa > 0
         ok = not missing and (self.liberty is not None or not liberty_needed)
-        return {"status": "ok" if ok else "degraded", "tools": self.versions, "missing_tools": missing,
-                "liberty": self.liberty, "tasks": len(self.tasks), "workers": self.workers,
-                "queue_depth": self.queued, "running": self.running, "config_hash": self.config_hash,
-                "cache": self.cache.path, "cache_entries": len(self.cache)}
+        return {
+            "status": "ok" if ok else "degraded",
+            "tools": self.versions,
+            "missing_tools": missing,
+            "liberty": self.liberty,
+            "tasks": len(self.tasks),
+            "workers": self.workers,
+            "queue_depth": self.queued,
+            "running": self.running,
+            "config_hash": self.config_hash,
+            "cache": self.cache.path,
+            "cache_entries": len(self.cache),
+        }
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -364,13 +397,18 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) more than ``limit`` bytes without buffering them."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(413, f"request body is {int(declared)} bytes, over the limit of {limit} "
-                              "(--max-body-mb); split the batch")
+        raise BadRequest(
+            413,
+            f"request body is {int(declared)} bytes, over the limit of {limit} "
+            "(--max-body-mb); split the batch",
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BadRequest(413, f"request body exceeds the limit of {limit} bytes (--max-body-mb); split the batch")
+            raise BadRequest(
+                413, f"request body exceeds the limit of {limit} bytes (--max-body-mb); split the batch"
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -384,22 +422,27 @@ def parse_batch(body: bytes, max_items: int) -> list[Any]:
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadRequest(400, f"request body is not valid JSON ({exc.msg} at line {exc.lineno} "
-                              f"column {exc.colno})") from exc
+        raise BadRequest(
+            400, f"request body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from exc
     if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
-        raise BadRequest(422, 'request body must be an object {"items": [{"task_id" or "task", "completion"}, ...]}')
+        raise BadRequest(
+            422, 'request body must be an object {"items": [{"task_id" or "task", "completion"}, ...]}'
+        )
     unknown = sorted(set(payload) - {"items"})
     if unknown:
         raise BadRequest(422, f"request body has unknown fields {unknown}; the only field is 'items'")
     items = payload["items"]
     if len(items) > max_items:
-        raise BadRequest(413, f"batch has {len(items)} items, over the limit of {max_items} (--max-items); "
-                              "split it")
+        raise BadRequest(
+            413, f"batch has {len(items)} items, over the limit of {max_items} (--max-items); split it"
+        )
     return items
 
 
-async def _await_batch(request: Request, engine: ScoringEngine, batch: Batch, futures: dict[str, Future],
-                       timeout_s: float) -> bool:
+async def _await_batch(
+    request: Request, engine: ScoringEngine, batch: Batch, futures: dict[str, Future], timeout_s: float
+) -> bool:
     """Fill ``batch`` from ``futures``; False if the client went away (its queued items are dropped).
     Items late for the deadline become INFRA_ERROR but are still scored and cached for a retry."""
     deadline = time.monotonic() + timeout_s
@@ -418,10 +461,15 @@ async def _await_batch(request: Request, engine: ScoringEngine, batch: Batch, fu
         abandoned = False
         for key in waiting.values():
             engine.metrics.deadline.inc()
-            batch.fill(key, RewardResult.infra_error(
-                batch.todo[key][0].id, f"deadline exceeded: not scored within item_timeout_s="
-                f"{timeout_s:g} s of admission (queue depth {engine.queued}); the server is "
-                "overloaded or a tool hangs. Add workers or reward servers, or raise --item-timeout-s"))
+            batch.fill(
+                key,
+                RewardResult.infra_error(
+                    batch.todo[key][0].id,
+                    f"deadline exceeded: not scored within item_timeout_s="
+                    f"{timeout_s:g} s of admission (queue depth {engine.queued}); the server is "
+                    "overloaded or a tool hangs. Add workers or reward servers, or raise --item-timeout-s",
+                ),
+            )
         return True
     finally:
         engine.release(futures, cancel=abandoned)
@@ -429,8 +477,11 @@ async def _await_batch(request: Request, engine: ScoringEngine, batch: Batch, fu
 
 def create_app(engine: ScoringEngine, server_config: ServerConfig) -> FastAPI:
     """The FastAPI application serving ``engine``."""
-    app = FastAPI(title="rtlforge reward server", version="1",
-                  description="Scores Verilog completions with real EDA tools (see rewards/server.py).")
+    app = FastAPI(
+        title="rtlforge reward server",
+        version="1",
+        description="Scores Verilog completions with real EDA tools (see rewards/server.py).",
+    )
     limit = int(server_config.max_body_mb * 1024 * 1024)
 
     @app.post("/score", openapi_extra=_openapi_score())
@@ -446,9 +497,14 @@ def create_app(engine: ScoringEngine, server_config: ServerConfig) -> FastAPI:
         if futures is None:
             engine.metrics.requests.inc(code="429")
             retry = engine.retry_after_s()
-            return JSONResponse({"detail": f"queue full ({engine.pending} items pending, limit "
-                                           f"{engine.queue_items}); retry after {retry} s"},
-                                status_code=429, headers={"Retry-After": str(retry)})
+            return JSONResponse(
+                {
+                    "detail": f"queue full ({engine.pending} items pending, limit "
+                    f"{engine.queue_items}); retry after {retry} s"
+                },
+                status_code=429,
+                headers={"Retry-After": str(retry)},
+            )
         if futures and not await _await_batch(request, engine, batch, futures, server_config.item_timeout_s):
             engine.metrics.requests.inc(code="499")
             return JSONResponse({"detail": "client disconnected"}, status_code=499)
@@ -472,24 +528,62 @@ def create_app(engine: ScoringEngine, server_config: ServerConfig) -> FastAPI:
 
 
 def _openapi_score() -> dict:
-    task = {"type": "object", "required": ["id", "prompt", "top_module", "reference"],
-            "properties": {k: {"type": "string"} for k in ("id", "prompt", "top_module", "reference",
-                                                            "testbench", "interface")}}
-    item = {"type": "object", "required": ["completion"],
-            "properties": {"task": task, "task_id": {"type": "string"}, "completion": {"type": "string"}}}
-    result = {"type": "object", "properties": {
-        "task_id": {"type": "string"}, "status": {"type": "string", "enum": [s.value for s in Status]},
-        "passed": {"type": "boolean"}, "reward": {"type": "number", "nullable": True},
-        "levels": {"type": "object", "properties": {lv: {"type": "number"} for lv in LEVELS}},
-        "metrics": {"type": "object"}, "log": {"type": "string"}, "cached": {"type": "boolean"}}}
+    task = {
+        "type": "object",
+        "required": ["id", "prompt", "top_module", "reference"],
+        "properties": {
+            k: {"type": "string"}
+            for k in ("id", "prompt", "top_module", "reference", "testbench", "interface")
+        },
+    }
+    item = {
+        "type": "object",
+        "required": ["completion"],
+        "properties": {"task": task, "task_id": {"type": "string"}, "completion": {"type": "string"}},
+    }
+    result = {
+        "type": "object",
+        "properties": {
+            "task_id": {"type": "string"},
+            "status": {"type": "string", "enum": [s.value for s in Status]},
+            "passed": {"type": "boolean"},
+            "reward": {"type": "number", "nullable": True},
+            "levels": {"type": "object", "properties": {lv: {"type": "number"} for lv in LEVELS}},
+            "metrics": {"type": "object"},
+            "log": {"type": "string"},
+            "cached": {"type": "boolean"},
+        },
+    }
     return {
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": item}}}}}},
-        "responses": {"200": {"description": "one RewardResult per item, in order", "content": {
-            "application/json": {"schema": {"type": "object", "properties": {
-                "results": {"type": "array", "items": result}}}}}},
-            "413": {"description": "body or batch too large"}, "429": {"description": "queue full; see Retry-After"},
-            "400": {"description": "not UTF-8 / not JSON"}, "422": {"description": "not a batch"}},
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["items"],
+                        "properties": {"items": {"type": "array", "items": item}},
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "one RewardResult per item, in order",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"results": {"type": "array", "items": result}},
+                        }
+                    }
+                },
+            },
+            "413": {"description": "body or batch too large"},
+            "429": {"description": "queue full; see Retry-After"},
+            "400": {"description": "not UTF-8 / not JSON"},
+            "422": {"description": "not a batch"},
+        },
     }
 
 
@@ -506,7 +600,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc}. Pick another --port (0 = any free one)") from exc
+        raise OSError(
+            f"cannot listen on {host}:{port}: {exc}. Pick another --port (0 = any free one)"
+        ) from exc
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -519,6 +615,7 @@ def url_of(sock: socket.socket) -> str:
 
 def _watch_parent(parent_pid: int) -> None:
     """Stop this server when the process that started it is gone (a crashed trainer leaves no orphan)."""
+
     def watch() -> None:
         while True:
             time.sleep(1.0)
@@ -531,17 +628,26 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m rewards.server", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m rewards.server",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (0 = any free port)")
     parser.add_argument("--config", default=None, help="reward config YAML (default: built-in defaults)")
-    parser.add_argument("--tasks", nargs="*", default=[], help="task files (JSONL/parquet) whose ids items may use")
-    parser.add_argument("--cache", default=str(DEFAULT_CACHE),
-                        help="SQLite result cache ('none' = in memory only); env RTLFORGE_REWARD_CACHE")
+    parser.add_argument(
+        "--tasks", nargs="*", default=[], help="task files (JSONL/parquet) whose ids items may use"
+    )
+    parser.add_argument(
+        "--cache",
+        default=str(DEFAULT_CACHE),
+        help="SQLite result cache ('none' = in memory only); env RTLFORGE_REWARD_CACHE",
+    )
     for name, f in ServerConfig.__dataclass_fields__.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=f.default,
-                            help=f.metadata["help"])
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=type(f.default), default=f.default, help=f.metadata["help"]
+        )
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default="INFO", help="logging level")
     return parser
@@ -550,7 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m rewards.server``."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     from rewards.config import ConfigError, load_reward_config
     from rewards.tasks import TaskFileError, load_task_index
 
@@ -563,16 +671,23 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, TaskFileError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    engine = ScoringEngine(config, tasks, workers=limits.workers or None, cache=cache,
-                           queue_items=limits.queue_items)
+    engine = ScoringEngine(
+        config, tasks, workers=limits.workers or None, cache=cache, queue_items=limits.queue_items
+    )
     if args.parent_pid:
         _watch_parent(args.parent_pid)
     health = engine.health()
     if health["status"] != "ok":
-        log.warning("toolchain incomplete (missing %s, liberty %s): affected items will be INFRA_ERROR",
-                    health["missing_tools"], health["liberty"])
-    print(f"rtlforge reward server listening on {url_of(sock)} (workers={engine.workers}, tasks={len(tasks)}, "
-          f"cache={cache.path}, config={config.content_hash()})", flush=True)
+        log.warning(
+            "toolchain incomplete (missing %s, liberty %s): affected items will be INFRA_ERROR",
+            health["missing_tools"],
+            health["liberty"],
+        )
+    print(
+        f"rtlforge reward server listening on {url_of(sock)} (workers={engine.workers}, tasks={len(tasks)}, "
+        f"cache={cache.path}, config={config.content_hash()})",
+        flush=True,
+    )
     _serve(create_app(engine, limits), sock, args.log_level)
     engine.close()
     return 0
@@ -581,8 +696,14 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(app: FastAPI, sock: socket.socket, log_level: str) -> None:
     import uvicorn
 
-    config = uvicorn.Config(app, log_level=log_level.lower(), access_log=False, timeout_keep_alive=75,
-                            timeout_graceful_shutdown=5, lifespan="off")
+    config = uvicorn.Config(
+        app,
+        log_level=log_level.lower(),
+        access_log=False,
+        timeout_keep_alive=75,
+        timeout_graceful_shutdown=5,
+        lifespan="off",
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
@@ -590,8 +711,9 @@ def _serve(app: FastAPI, sock: socket.socket, log_level: str) -> None:
 class ServerHandle:
     """A reward server running as a child process: ``.url``, ``.stop()``, ``.kill()`` (SIGKILL)."""
 
-    def __init__(self, process: subprocess.Popen, url: str, workdir: tempfile.TemporaryDirectory,
-                 log_path: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen, url: str, workdir: tempfile.TemporaryDirectory, log_path: Path
+    ) -> None:
         self.process = process
         self.url = url
         self.pid = process.pid
@@ -628,11 +750,18 @@ class ServerHandle:
         self.stop()
 
 
-def start_background(host: str = "127.0.0.1", port: int = 0, *, config: RewardConfig | str | Path | None = None,
-                     tasks: Iterable[Task] | Mapping[str, Task] | None = None,
-                     task_files: Iterable[str | Path] = (), workers: int | None = None,
-                     cache: str | Path | None = None, startup_timeout_s: float = 120.0,
-                     **limits: Any) -> ServerHandle:
+def start_background(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    config: RewardConfig | str | Path | None = None,
+    tasks: Iterable[Task] | Mapping[str, Task] | None = None,
+    task_files: Iterable[str | Path] = (),
+    workers: int | None = None,
+    cache: str | Path | None = None,
+    startup_timeout_s: float = 120.0,
+    **limits: Any,
+) -> ServerHandle:
     """Start ``python -m rewards.server`` as a child process and wait until it answers.
 
     Args:
@@ -650,8 +779,19 @@ def start_background(host: str = "127.0.0.1", port: int = 0, *, config: RewardCo
     """
     workdir = tempfile.TemporaryDirectory(prefix="rtlforge-server-")
     root = Path(workdir.name)
-    argv = [sys.executable, "-m", "rewards.server", "--host", host, "--port", str(port),
-            "--cache", str(Path(cache).resolve()) if cache is not None else "none", "--parent-pid", str(os.getpid())]
+    argv = [
+        sys.executable,
+        "-m",
+        "rewards.server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--cache",
+        str(Path(cache).resolve()) if cache is not None else "none",
+        "--parent-pid",
+        str(os.getpid()),
+    ]
     argv += ["--config", str(_config_file(config, root))] if config is not None else []
     files = [str(Path(p).resolve()) for p in task_files]
     if tasks is not None:
@@ -660,13 +800,16 @@ def start_background(host: str = "127.0.0.1", port: int = 0, *, config: RewardCo
     argv += ["--workers", str(workers or 0)]
     for name, value in limits.items():
         if name not in ServerConfig.__dataclass_fields__:
-            raise TypeError(f"start_background got unknown limit {name!r}; valid: "
-                            f"{sorted(ServerConfig.__dataclass_fields__)}")
+            raise TypeError(
+                f"start_background got unknown limit {name!r}; valid: "
+                f"{sorted(ServerConfig.__dataclass_fields__)}"
+            )
         argv += [f"--{name.replace('_', '-')}", str(value)]
     log_path = root / "server.log"
     with log_path.open("wb") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=_child_env())
+        process = subprocess.Popen(
+            argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_child_env()
+        )
     url = _wait_listening(process, log_path, startup_timeout_s)
     log.info("reward server pid %d listening on %s", process.pid, url)
     return ServerHandle(process, url, workdir, log_path)
@@ -704,8 +847,10 @@ def _wait_listening(process: subprocess.Popen, log_path: Path, timeout_s: float)
     url = None
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"reward server exited with code {process.returncode} during startup:\n"
-                               f"{log_path.read_text(errors='replace')[-4000:]}")
+            raise RuntimeError(
+                f"reward server exited with code {process.returncode} during startup:\n"
+                f"{log_path.read_text(errors='replace')[-4000:]}"
+            )
         if url is None:
             for line in log_path.read_text(errors="replace").splitlines():
                 if " listening on " in line:
@@ -718,8 +863,9 @@ def _wait_listening(process: subprocess.Popen, log_path: Path, timeout_s: float)
                 pass
         time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"reward server did not answer within {timeout_s} s:\n"
-                       f"{log_path.read_text(errors='replace')[-4000:]}")
+    raise RuntimeError(
+        f"reward server did not answer within {timeout_s} s:\n{log_path.read_text(errors='replace')[-4000:]}"
+    )
 
 
 if __name__ == "__main__":

@@ -80,9 +80,16 @@ def _script(sources: Sequence[str], tops: Sequence[str], iverilog: str, vvp: str
     )
 
 
-def simulate(trusted: Sequence[tuple[str, str]], candidate: tuple[str, str] | None, tops: Sequence[str],
-             *, limits: Limits, sandbox: bool, data_files: Sequence[tuple[str, str]] = (),
-             outputs: Sequence[str] = ()) -> SimRun:
+def simulate(
+    trusted: Sequence[tuple[str, str]],
+    candidate: tuple[str, str] | None,
+    tops: Sequence[str],
+    *,
+    limits: Limits,
+    sandbox: bool,
+    data_files: Sequence[tuple[str, str]] = (),
+    outputs: Sequence[str] = (),
+) -> SimRun:
     """Compile ``trusted`` sources then ``candidate`` with Icarus (roots ``tops``) and run the result.
 
     Args:
@@ -103,7 +110,9 @@ def simulate(trusted: Sequence[tuple[str, str]], candidate: tuple[str, str] | No
     files = list(trusted) + ([candidate] if candidate else []) + list(data_files)
     job = Job(
         argv=("/bin/sh", "-c", _script(sources, tops, iverilog, vvp)),
-        files=tuple(files), limits=limits, outputs=tuple(outputs),
+        files=tuple(files),
+        limits=limits,
+        outputs=tuple(outputs),
         ro_binds=tuple(sorted(set(IVERILOG.ro_binds()) | set(VVP.ro_binds()))),
     )
     result = run_job(job, sandbox=sandbox)
@@ -176,8 +185,9 @@ class LruCache:
                 return self._data[key]
             return None
 
-    def get_or_compute(self, key: str, compute: Callable[[], Any],
-                       remember: tuple[type[BaseException], ...] = ()) -> Any:
+    def get_or_compute(
+        self, key: str, compute: Callable[[], Any], remember: tuple[type[BaseException], ...] = ()
+    ) -> Any:
         """The cached value for ``key``; computes and stores it on a miss (once per key at a time)."""
         entry = self._lookup(key)
         if entry is None:

@@ -29,7 +29,9 @@ def _iter_records(path: Path) -> Iterator[tuple[int, object]]:
             try:
                 yield index, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise TaskFileError(f"{path}:{index}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+                raise TaskFileError(
+                    f"{path}:{index}: not valid JSON ({exc.msg} at column {exc.colno})"
+                ) from exc
 
 
 def load_tasks(path: str | Path) -> list[Task]:
@@ -50,7 +52,9 @@ def load_tasks(path: str | Path) -> list[Task]:
             except TaskError as exc:
                 raise TaskFileError(f"{path}:{line_no}: {exc}") from exc
             if task.id in seen:
-                raise TaskFileError(f"{path}:{line_no}: duplicate task id {task.id!r} (first on line {seen[task.id]})")
+                raise TaskFileError(
+                    f"{path}:{line_no}: duplicate task id {task.id!r} (first on line {seen[task.id]})"
+                )
             seen[task.id] = line_no
             tasks.append(task)
     except UnicodeDecodeError as exc:

@@ -63,24 +63,62 @@ TESTBENCH_VERSION = 1
 GOLDEN_CACHE = LruCache(size=512)
 
 _TOKEN = re.compile(
-    r'(?P<comment>//[^\n]*|/\*.*?\*/)'
+    r"(?P<comment>//[^\n]*|/\*.*?\*/)"
     r'|(?P<string>"(?:\\.|[^"\\\n])*")'
-    r'|(?P<escaped>\\\S+)'
-    r'|(?P<ident>[`$]?[A-Za-z_][A-Za-z0-9_$]*)'
-    r'|(?P<number>\d[\d_]*(?:\.\d+)?|\'[sS]?[bBoOdDhH]?[0-9a-fA-F_xXzZ?]*)'
-    r'|(?P<space>\s+)'
-    r'|(?P<other>.)',
+    r"|(?P<escaped>\\\S+)"
+    r"|(?P<ident>[`$]?[A-Za-z_][A-Za-z0-9_$]*)"
+    r"|(?P<number>\d[\d_]*(?:\.\d+)?|\'[sS]?[bBoOdDhH]?[0-9a-fA-F_xXzZ?]*)"
+    r"|(?P<space>\s+)"
+    r"|(?P<other>.)",
     re.S,
 )
-_PRINT_TASKS = {f"${base}{suffix}" for base in ("display", "write", "strobe", "monitor")
-                for suffix in ("", "b", "o", "h")}
+_PRINT_TASKS = {
+    f"${base}{suffix}" for base in ("display", "write", "strobe", "monitor") for suffix in ("", "b", "o", "h")
+}
 _LINE_TASKS = {t for t in _PRINT_TASKS if not t.startswith("$write")}
 _END_TASKS = {"$finish", "$stop"}
 _DUMP_TASKS = {"$dumpfile", "$dumpvars", "$dumpon", "$dumpoff", "$dumpall", "$dumpflush", "$dumplimit"}
-_KEYWORDS = {"module", "macromodule", "endmodule", "begin", "end", "fork", "join", "task", "function",
-             "input", "output", "inout", "reg", "wire", "logic", "integer", "assign", "always", "initial",
-             "if", "else", "for", "while", "repeat", "forever", "case", "endcase", "default", "automatic",
-             "static", "signed", "unsigned", "bit", "int", "void", "real", "time", "genvar", "generate"}
+_KEYWORDS = {
+    "module",
+    "macromodule",
+    "endmodule",
+    "begin",
+    "end",
+    "fork",
+    "join",
+    "task",
+    "function",
+    "input",
+    "output",
+    "inout",
+    "reg",
+    "wire",
+    "logic",
+    "integer",
+    "assign",
+    "always",
+    "initial",
+    "if",
+    "else",
+    "for",
+    "while",
+    "repeat",
+    "forever",
+    "case",
+    "endcase",
+    "default",
+    "automatic",
+    "static",
+    "signed",
+    "unsigned",
+    "bit",
+    "int",
+    "void",
+    "real",
+    "time",
+    "genvar",
+    "generate",
+}
 _BIDIRECTIONAL = {"inout", "tran", "tranif0", "tranif1", "rtran", "rtranif0", "rtranif1"}
 _MISMATCHES = re.compile(r"Mismatches:\s*(\d+)\s+in\s+(\d+)\s+samples")
 _FAILURES = re.compile(r"(\d+)\s*/\s*(\d+)\s*failures", re.I)
@@ -121,8 +159,13 @@ def declared_names(tokens: Sequence[Token], instantiable: set[str]) -> dict[str,
     """Modules, instances, tasks, functions and named blocks declared in ``tokens``."""
     code = _code_indices(tokens)
     text = [tokens[i].text for i in code]
-    found: dict[str, set[str]] = {"module": set(), "instance": set(), "task": set(), "block": set(),
-                                  "instantiated": set()}
+    found: dict[str, set[str]] = {
+        "module": set(),
+        "instance": set(),
+        "task": set(),
+        "block": set(),
+        "instantiated": set(),
+    }
     for pos, word in enumerate(text[:-1]):
         if word in ("module", "macromodule") and tokens[code[pos + 1]].kind == "ident":
             found["module"].add(text[pos + 1])
@@ -179,7 +222,7 @@ def _print_call(tokens: list[Token], code: list[int], pos: int, secret: str) -> 
     head, tail = f'"<{secret}:{kind}>"', f'"</{secret}>"'
     if pos + 1 < len(code) and tokens[code[pos + 1]].text == "(":
         end = _skip_parens(tokens, code, pos + 1)
-        inner = "".join(t.text for t in tokens[code[pos + 1] + 1: code[end - 1]])
+        inner = "".join(t.text for t in tokens[code[pos + 1] + 1 : code[end - 1]])
         args = f"{head}, {inner}, {tail}" if inner.strip() else f"{head}, {tail}"
         return end, f"{name}({args})"
     return pos + 1, f"{name}({head}, {tail})"
@@ -204,8 +247,9 @@ class RewrittenBench:
     secret: str
 
 
-def rewrite_testbench(bench: str, *, top_module: str, keep: set[str], names_nonce: str,
-                      secret: str) -> RewrittenBench:
+def rewrite_testbench(
+    bench: str, *, top_module: str, keep: set[str], names_nonce: str, secret: str
+) -> RewrittenBench:
     """Hide the bench's names behind ``names_nonce`` and tag its output with ``secret``.
 
     ``keep`` holds names that must not change (the candidate's port names); ``top_module`` is the
@@ -279,7 +323,7 @@ def parse_tagged(stdout: str, secret: str, names_nonce: str = "") -> BenchReport
         if body_end < 0:
             newline = stdout.find("\n", match.end(), limit)
             body_end = newline if newline >= 0 else limit
-        body = stdout[match.end():body_end]
+        body = stdout[match.end() : body_end]
         kind = match.group(1)
         if kind == "f":
             report.finished = True
@@ -316,15 +360,26 @@ def _port_names(task: Task) -> set[str]:
 
 def _run_bench(task: Task, design: str, trusted_design: bool, limits: Limits, sandbox: bool):
     names_nonce, secret = new_nonce(), new_nonce()
-    bench = rewrite_testbench(task.testbench or "", top_module=task.top_module, keep=_port_names(task),
-                              names_nonce=names_nonce, secret=secret)
+    bench = rewrite_testbench(
+        task.testbench or "",
+        top_module=task.top_module,
+        keep=_port_names(task),
+        names_nonce=names_nonce,
+        secret=secret,
+    )
     trusted = [(f"tb_{names_nonce}.sv", bench.source), (f"mon_{names_nonce}.sv", bench.monitor_source)]
     design_file = (f"design_{names_nonce}.sv" if trusted_design else "candidate.sv", design)
     files = sorted((task.meta.get("files") or {}).items())
     if trusted_design:
         trusted.append(design_file)
-    run = simulate(trusted, None if trusted_design else design_file, bench.roots, limits=limits,
-                   sandbox=sandbox, data_files=files)
+    run = simulate(
+        trusted,
+        None if trusted_design else design_file,
+        bench.roots,
+        limits=limits,
+        sandbox=sandbox,
+        data_files=files,
+    )
     return run, parse_tagged(run.stdout, secret, names_nonce)
 
 
@@ -337,8 +392,16 @@ def _samples(lines: Sequence[str]) -> tuple[int, int] | None:
 
 
 def _golden_key(task: Task) -> str:
-    blob = json.dumps({"v": TESTBENCH_VERSION, "tb": task.testbench, "ref": task.reference,
-                       "top": task.top_module, "files": task.meta.get("files") or {}}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "v": TESTBENCH_VERSION,
+            "tb": task.testbench,
+            "ref": task.reference,
+            "top": task.top_module,
+            "files": task.meta.get("files") or {},
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -349,14 +412,21 @@ def golden_bench(task: Task, *, limits: Limits, sandbox: bool) -> GoldenBench:
         run, report = _run_bench(task, task.reference, True, limits, sandbox)
         where = f"task {task.id!r}"
         if not run.compiled:
-            raise GoldenError(f"test bench does not compile with the golden design ({where}): "
-                              f"{compile_log(run.result)}. Fix the task's testbench or reference.")
+            raise GoldenError(
+                f"test bench does not compile with the golden design ({where}): "
+                f"{compile_log(run.result)}. Fix the task's testbench or reference."
+            )
         if failure_status(run.result) is not None or report.end_time is None:
-            raise GoldenError(f"test bench did not run to its end with the golden design ({where}): "
-                              f"{run.result.tail(400)}. Fix the task or raise sim_cpu_s.")
+            raise GoldenError(
+                f"test bench did not run to its end with the golden design ({where}): "
+                f"{run.result.tail(400)}. Fix the task or raise sim_cpu_s."
+            )
         counts = _samples(report.lines)
-        return GoldenBench(report=report, wall_s=max(run.result.wall_s, run.result.cpu_s),
-                           samples=counts[1] if counts else None)
+        return GoldenBench(
+            report=report,
+            wall_s=max(run.result.wall_s, run.result.cpu_s),
+            samples=counts[1] if counts else None,
+        )
 
     return GOLDEN_CACHE.get_or_compute(_golden_key(task), compute, remember=(GoldenError,))
 
@@ -368,7 +438,8 @@ def _verdict_lines(lines: Sequence[str]) -> list[str]:
 def _says_pass(lines: Sequence[str]) -> bool:
     verdict = _verdict_lines(lines)
     return any(re.search(r"pass", v, re.I) for v in verdict) and not any(
-        re.search(r"fail|error", v, re.I) for v in verdict)
+        re.search(r"fail|error", v, re.I) for v in verdict
+    )
 
 
 def judge(golden: GoldenBench, report: BenchReport) -> SimOutcome:
@@ -376,18 +447,30 @@ def judge(golden: GoldenBench, report: BenchReport) -> SimOutcome:
     if report.end_time is None:
         return SimOutcome(Status.SIM_MISMATCH, 0, 1, "the test bench never reached its end")
     if golden.report.finished and not report.finished:
-        return SimOutcome(Status.SIM_MISMATCH, 0, 1,
-                          f"the simulation ended at {report.end_time} without the test bench's $finish")
+        return SimOutcome(
+            Status.SIM_MISMATCH,
+            0,
+            1,
+            f"the simulation ended at {report.end_time} without the test bench's $finish",
+        )
     if not golden.report.finished and report.end_time != golden.report.end_time:
-        return SimOutcome(Status.SIM_MISMATCH, 0, 1, f"the simulation ended at {report.end_time}, "
-                          f"the test bench ends at {golden.report.end_time}")
+        return SimOutcome(
+            Status.SIM_MISMATCH,
+            0,
+            1,
+            f"the simulation ended at {report.end_time}, the test bench ends at {golden.report.end_time}",
+        )
     tail = "\n".join(report.lines[-6:])
     if golden.samples is not None:
         counts = _samples(report.lines)
         if counts is None or counts[1] != golden.samples:
             seen = f"{counts[1]} samples" if counts else "no Mismatches line"
-            return SimOutcome(Status.SIM_MISMATCH, 0, golden.samples,
-                              f"test bench reported {seen}, expected {golden.samples} samples\n{tail}")
+            return SimOutcome(
+                Status.SIM_MISMATCH,
+                0,
+                golden.samples,
+                f"test bench reported {seen}, expected {golden.samples} samples\n{tail}",
+            )
         errors, samples = counts
         matched = max(0, samples - errors)
         if any(line.strip() == "TIMEOUT" for line in report.lines):
@@ -423,9 +506,11 @@ def shared_net_hazard(task: Task, code: str) -> str | None:
         return None
     words = sorted({t.text for t in tokenize(code) if t.kind == "ident" and t.text in _BIDIRECTIONAL})
     if words:
-        return (f"the design uses {', '.join(words)}, which could drive the input nets it shares with "
-                "the test bench's reference; the specified module has no inout port, so use inputs, "
-                "outputs and one-way gates only")
+        return (
+            f"the design uses {', '.join(words)}, which could drive the input nets it shares with "
+            "the test bench's reference; the specified module has no inout port, so use inputs, "
+            "outputs and one-way gates only"
+        )
     return None
 
 
@@ -453,8 +538,13 @@ def run_testbench(task: Task, code: str, *, limits: Limits, sandbox: bool = True
     metrics: dict = {}
     total = golden.samples or 1
     if not run.compiled:
-        return SimOutcome(Status.SYNTAX_ERROR, 0, total,
-                          f"Icarus rejects the design with the test bench: {compile_log(run.result)}", metrics)
+        return SimOutcome(
+            Status.SYNTAX_ERROR,
+            0,
+            total,
+            f"Icarus rejects the design with the test bench: {compile_log(run.result)}",
+            metrics,
+        )
     limit_status = failure_status(run.result)
     if limit_status is not None:
         what = "ran out of time" if limit_status is Status.SIM_TIMEOUT else "hit a resource limit"

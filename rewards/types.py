@@ -54,7 +54,9 @@ class Task:
             raise TaskError(f"task record must be a JSON object, got {type(record).__name__}")
         unknown = sorted(set(record) - set(_TASK_FIELDS))
         if unknown:
-            raise TaskError(f"task record has unknown fields {unknown}; valid fields are {list(_TASK_FIELDS)}")
+            raise TaskError(
+                f"task record has unknown fields {unknown}; valid fields are {list(_TASK_FIELDS)}"
+            )
         for name in ("id", "prompt", "top_module", "reference"):
             value = record.get(name)
             if not isinstance(value, str) or not value.strip():
@@ -124,8 +126,9 @@ class RewardResult:
     @classmethod
     def infra_error(cls, task_id: str, log: str) -> RewardResult:
         """A failure of the machinery, not of the candidate: no reward at all."""
-        return cls(task_id=task_id, status=Status.INFRA_ERROR, passed=False, reward=None,
-                   levels={}, log=log[-2000:])
+        return cls(
+            task_id=task_id, status=Status.INFRA_ERROR, passed=False, reward=None, levels={}, log=log[-2000:]
+        )
 
 
 @dataclass(frozen=True)

@@ -58,11 +58,11 @@ endmodule
 """
 
 ATTACKS = [
-    'module top_module(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, output cout);\n'
+    "module top_module(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, output cout);\n"
     '  initial begin $display("Mismatches: 0 in 100 samples"); $finish; end\nendmodule\n',
-    'module top_module(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, output cout);\n'
+    "module top_module(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, output cout);\n"
     '  integer f; initial f = $fopen("trace.txt", "w");\nendmodule\n',
-    '`define S(x) $sys``x\nmodule top_module(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, '
+    "`define S(x) $sys``x\nmodule top_module(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, "
     'output cout);\n  initial `S(tem)("touch /tmp/pwned");\nendmodule\n',
 ]
 
@@ -81,14 +81,24 @@ def corpus() -> list[tuple[Task, str]]:
     items: list[tuple[Task, str]] = []
     specs = [
         ("bench/adder8", ADDER, None, [("a + b + cin", "a + b"), ("a + b", "a - b")]),
-        ("bench/counter", COUNTER, {"clock": "clk", "reset": "reset", "reset_active": 1},
-         [("4'd9", "4'd10"), ("if (reset) q <= 4'd0;\n    else ", "")]),
-        ("bench/detect", DETECT, {"clock": "clk", "reset": "reset", "reset_active": 1},
-         [("2'd3);", "2'd2);"), ("x ? 2'd3 : 2'd0", "x ? 2'd3 : 2'd1")]),
+        (
+            "bench/counter",
+            COUNTER,
+            {"clock": "clk", "reset": "reset", "reset_active": 1},
+            [("4'd9", "4'd10"), ("if (reset) q <= 4'd0;\n    else ", "")],
+        ),
+        (
+            "bench/detect",
+            DETECT,
+            {"clock": "clk", "reset": "reset", "reset_active": 1},
+            [("2'd3);", "2'd2);"), ("x ? 2'd3 : 2'd0", "x ? 2'd3 : 2'd1")],
+        ),
         ("bench/mux", MUX, None, [("2'd1: y = d1", "2'd1: y = d2")]),
     ]
     for task_id, reference, meta, mutations in specs:
-        task = Task(id=task_id, prompt="see reference", top_module="top_module", reference=reference, meta=meta or {})
+        task = Task(
+            id=task_id, prompt="see reference", top_module="top_module", reference=reference, meta=meta or {}
+        )
         for code in _variants(reference, mutations):
             items.append((task, f"```verilog\n{code}```"))
     adder = items[0][0]
@@ -125,7 +135,10 @@ class Recorder:
 
         sandbox.run_job = recording
         for module in list(sys.modules.values()):
-            if getattr(module, "__name__", "").startswith("rewards.") and getattr(module, "run_job", None) is self.original:
+            if (
+                getattr(module, "__name__", "").startswith("rewards.")
+                and getattr(module, "run_job", None) is self.original
+            ):
                 module.run_job = recording
         return self
 
@@ -157,7 +170,9 @@ def main() -> None:
     args = parser.parse_args()
     config = load_reward_config(None, ppa_enabled=args.ppa)
     items = corpus()
-    print(f"corpus: {len(items)} completions on {len({t.id for t, _ in items})} tasks; ppa={'on' if args.ppa else 'off'}")
+    print(
+        f"corpus: {len(items)} completions on {len({t.id for t, _ in items})} tasks; ppa={'on' if args.ppa else 'off'}"
+    )
 
     # warm the per-task golden caches once, so both sides measure per-completion work
     for task in {t.id: t for t, _ in items}.values():
@@ -168,7 +183,10 @@ def main() -> None:
         stage: dict[str, float] = {}
         with Recorder() as recorder:
             start = time.perf_counter()
-            statuses = [score.score(task, completion, config, timings=stage).status.value for task, completion in items]
+            statuses = [
+                score.score(task, completion, config, timings=stage).status.value
+                for task, completion in items
+            ]
             serial.append(time.perf_counter() - start)
         timings = stage
     floor = min(replay_bare(recorder.jobs) for _ in range(args.repeat))
@@ -176,19 +194,27 @@ def main() -> None:
     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
     print(f"statuses: {counts}")
     print(f"serial:   {len(items) / best:7.1f} completions/s  ({best * 1000 / len(items):.1f} ms each)")
-    print(f"floor:    {len(items) / floor:7.1f} completions/s  ({floor * 1000 / len(items):.1f} ms each; "
-          f"{len(recorder.jobs)} bare tool calls replayed)")
+    print(
+        f"floor:    {len(items) / floor:7.1f} completions/s  ({floor * 1000 / len(items):.1f} ms each; "
+        f"{len(recorder.jobs)} bare tool calls replayed)"
+    )
     print(f"overhead: {best / floor:.2f}x the raw-tool floor (sandbox on)")
     total = sum(timings.values()) or 1.0
-    print("time split: " + ", ".join(f"{k} {v * 1000 / len(items):.1f} ms ({100 * v / total:.0f}%)"
-                                     for k, v in timings.items()))
+    print(
+        "time split: "
+        + ", ".join(
+            f"{k} {v * 1000 / len(items):.1f} ms ({100 * v / total:.0f}%)" for k, v in timings.items()
+        )
+    )
     rates = []
     for _ in range(args.repeat):
         start = time.perf_counter()
         score.score_batch(items, config, jobs=args.jobs)
         rates.append(len(items) / (time.perf_counter() - start))
-    print(f"batch:    {max(rates):7.1f} completions/s with --jobs {args.jobs} "
-          f"(median {statistics.median(rates):.1f}; in-batch duplicates evaluated once)")
+    print(
+        f"batch:    {max(rates):7.1f} completions/s with --jobs {args.jobs} "
+        f"(median {statistics.median(rates):.1f}; in-batch duplicates evaluated once)"
+    )
 
 
 if __name__ == "__main__":

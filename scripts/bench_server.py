@@ -44,37 +44,58 @@ COMB = {
 def _comb_task(op: str, width: int) -> tuple[Task, str]:
     body, mutant = COMB[op]
     msb = width - 1
-    code = (f"module TopModule(input [{msb}:0] a, input [{msb}:0] b, output [{msb}:0] y);\n"
-            f"  {body}\nendmodule\n")
-    task = Task(id=f"gen/{op}{width}", prompt=f"{op} of two {width}-bit inputs", top_module="TopModule",
-                reference=code)
+    code = (
+        f"module TopModule(input [{msb}:0] a, input [{msb}:0] b, output [{msb}:0] y);\n  {body}\nendmodule\n"
+    )
+    task = Task(
+        id=f"gen/{op}{width}",
+        prompt=f"{op} of two {width}-bit inputs",
+        top_module="TopModule",
+        reference=code,
+    )
     return task, code.replace(body, mutant)
 
 
 def _counter_task(modulus: int) -> tuple[Task, str]:
     width = max(1, (modulus - 1).bit_length())
     top = f"{width}'d{modulus - 1}"
-    code = (f"module TopModule(input clk, input reset, input en, output reg [{width - 1}:0] q);\n"
-            f"  always @(posedge clk) begin\n    if (reset) q <= 0;\n"
-            f"    else if (en) q <= (q == {top}) ? 0 : q + 1'b1;\n  end\nendmodule\n")
-    task = Task(id=f"gen/count{modulus}", prompt=f"counter modulo {modulus} with enable", top_module="TopModule",
-                reference=code, meta={"clock": "clk", "reset": "reset", "reset_active": 1})
+    code = (
+        f"module TopModule(input clk, input reset, input en, output reg [{width - 1}:0] q);\n"
+        f"  always @(posedge clk) begin\n    if (reset) q <= 0;\n"
+        f"    else if (en) q <= (q == {top}) ? 0 : q + 1'b1;\n  end\nendmodule\n"
+    )
+    task = Task(
+        id=f"gen/count{modulus}",
+        prompt=f"counter modulo {modulus} with enable",
+        top_module="TopModule",
+        reference=code,
+        meta={"clock": "clk", "reset": "reset", "reset_active": 1},
+    )
     return task, code.replace(f"q == {top}", f"q == {width}'d{modulus - 2}")
 
 
 def _shift_task(width: int) -> tuple[Task, str]:
-    code = (f"module TopModule(input clk, input reset, input d, output reg [{width - 1}:0] q);\n"
-            f"  always @(posedge clk) begin\n    if (reset) q <= 0;\n"
-            f"    else q <= {{q[{width - 2}:0], d}};\n  end\nendmodule\n")
-    task = Task(id=f"gen/shift{width}", prompt=f"{width}-bit shift register", top_module="TopModule",
-                reference=code, meta={"clock": "clk", "reset": "reset", "reset_active": 1})
+    code = (
+        f"module TopModule(input clk, input reset, input d, output reg [{width - 1}:0] q);\n"
+        f"  always @(posedge clk) begin\n    if (reset) q <= 0;\n"
+        f"    else q <= {{q[{width - 2}:0], d}};\n  end\nendmodule\n"
+    )
+    task = Task(
+        id=f"gen/shift{width}",
+        prompt=f"{width}-bit shift register",
+        top_module="TopModule",
+        reference=code,
+        meta={"clock": "clk", "reset": "reset", "reset_active": 1},
+    )
     return task, code.replace(f"{{q[{width - 2}:0], d}}", f"{{d, q[{width - 1}:1]}}")
 
 
 def task_pool() -> list[tuple[Task, str]]:
     """(task, one functional mutant) for 48 generated tasks."""
     pool = [_comb_task(op, w) for op in COMB for w in (2, 3, 4, 5, 6, 8, 12, 16)]
-    pool += [_counter_task(m) for m in (3, 5, 6, 7, 9, 10, 12)] + [_shift_task(w) for w in (2, 3, 4, 5, 6, 8, 9)]
+    pool += [_counter_task(m) for m in (3, 5, 6, 7, 9, 10, 12)] + [
+        _shift_task(w) for w in (2, 3, 4, 5, 6, 8, 9)
+    ]
     return pool[:48]
 
 
@@ -83,13 +104,24 @@ def completions_for(task: Task, mutant: str, rng: random.Random, n: int) -> list
     golden = task.reference
     kinds = [
         (0.30, lambda: f"```verilog\n{golden}```"),
-        (0.10, lambda: f"<think>{rng.choice(['simple', 'easy', 'use assign', 'one line'])}</think>\n"
-                       f"```verilog\n{golden}```"),
+        (
+            0.10,
+            lambda: (
+                f"<think>{rng.choice(['simple', 'easy', 'use assign', 'one line'])}</think>\n"
+                f"```verilog\n{golden}```"
+            ),
+        ),
         (0.05, lambda: golden.replace("\n  ", "\n    ")),
         (0.20, lambda: f"```verilog\n{mutant}```"),
         (0.10, lambda: golden.replace(";", "", 1)),
-        (0.05, lambda: golden.replace("input clk", "input clock").replace("output", "output wire", 1)
-                       .replace("[", "[1+", 1)),
+        (
+            0.05,
+            lambda: (
+                golden.replace("input clk", "input clock")
+                .replace("output", "output wire", 1)
+                .replace("[", "[1+", 1)
+            ),
+        ),
         (0.12, lambda: rng.choice(["I am not sure how to do this.", "The answer is a module.", ""])),
         (0.08, lambda: golden.replace("endmodule", "  initial $finish;\nendmodule")),
     ]
@@ -101,7 +133,9 @@ def workload(prompts: int, generations: int, seed: int) -> list[tuple[Task, str]
     rng = random.Random(seed)
     pool = task_pool()
     chosen = [pool[i % len(pool)] for i in rng.sample(range(max(prompts, len(pool))), prompts)]
-    return [(task, text) for task, mutant in chosen for text in completions_for(task, mutant, rng, generations)]
+    return [
+        (task, text) for task, mutant in chosen for text in completions_for(task, mutant, rng, generations)
+    ]
 
 
 # ---------------------------------------------------------------------------------- measurements
@@ -165,8 +199,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="scoring jobs/workers (0 = one per core)")
     parser.add_argument("--repeats", type=int, default=20, help="cached re-sends of the batch")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="alternate in-process and fresh-server runs this many times (load noise)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="alternate in-process and fresh-server runs this many times (load noise)",
+    )
     args = parser.parse_args()
 
     from rewards.cache import candidate_fingerprint
@@ -179,32 +217,42 @@ def main() -> None:
     items = workload(args.prompts, args.generations, args.seed)
     config = RewardConfig()
     unique = len({(t.id, candidate_fingerprint(t, c, config)) for t, c in items})
-    print(f"workload: {len(items)} items ({args.prompts} prompts x {args.generations}), {unique} distinct "
-          f"(task, code) pairs -> duplicate rate {1 - unique / len(items):.0%}; workers={workers}")
+    print(
+        f"workload: {len(items)} items ({args.prompts} prompts x {args.generations}), {unique} distinct "
+        f"(task, code) pairs -> duplicate rate {1 - unique / len(items):.0%}; workers={workers}"
+    )
 
     by_id = [{"task_id": t.id, "completion": c} for t, c in items]
     ratios = []
     for round_no in range(1, args.rounds + 1):
         inproc_s, inproc_statuses = measure_in_process(items, workers)
-        print(f"[round {round_no}] in-process score_batch: {inproc_s:.1f} s, {len(items) / inproc_s:.1f} items/s")
+        print(
+            f"[round {round_no}] in-process score_batch: {inproc_s:.1f} s, {len(items) / inproc_s:.1f} items/s"
+        )
         last = round_no == args.rounds
-        with start_background(tasks=[t for t, _ in task_pool()], workers=workers) as server, \
-                RewardClient([server.url]) as client:
+        with (
+            start_background(tasks=[t for t, _ in task_pool()], workers=workers) as server,
+            RewardClient([server.url]) as client,
+        ):
             start = time.perf_counter()
             served = client.score(by_id)
             server_s = time.perf_counter() - start
             ratios.append(inproc_s / server_s)
             if [r.status.value for r in served] != inproc_statuses:
                 print("WARNING: server and in-process statuses differ")
-            print(f"[round {round_no}] server, uncached: {server_s:.1f} s, {len(items) / server_s:.1f} items/s "
-                  f"(in-process time / server time = {ratios[-1]:.2f})")
+            print(
+                f"[round {round_no}] server, uncached: {server_s:.1f} s, {len(items) / server_s:.1f} items/s "
+                f"(in-process time / server time = {ratios[-1]:.2f})"
+            )
             if last:
                 counts: dict[str, int] = {}
                 for status in inproc_statuses:
                     counts[status] = counts.get(status, 0) + 1
                 print(f"statuses: {json.dumps(dict(sorted(counts.items())))}")
-                print(f"uncached throughput ratio (server / in-process), median of {len(ratios)} rounds: "
-                      f"{statistics.median(ratios):.2f}")
+                print(
+                    f"uncached throughput ratio (server / in-process), median of {len(ratios)} rounds: "
+                    f"{statistics.median(ratios):.2f}"
+                )
                 report_cached(server.url, client, by_id, args.repeats)
 
 
@@ -213,9 +261,11 @@ def report_cached(url: str, client, by_id: list[dict], repeats: int) -> None:
     import httpx
 
     latencies = timed_batches(client, by_id, repeats)
-    print(f"server, cached GRPO batch via client ({len(by_id)} items): {len(by_id) / statistics.mean(latencies):.0f} "
-          f"items/s; batch latency p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
-          f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms")
+    print(
+        f"server, cached GRPO batch via client ({len(by_id)} items): {len(by_id) / statistics.mean(latencies):.0f} "
+        f"items/s; batch latency p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+        f"p95 {percentile(latencies, 0.95) * 1000:.0f} ms"
+    )
     print(f"server, cached, 4 concurrent clients: {concurrent_rate(url, by_id, 4):.0f} items/s")
     ids = sorted({item["task_id"] for item in by_id})
     distinct = [{"task_id": ids[n % len(ids)], "completion": f"answer {n}: no idea"} for n in range(4096)]
@@ -230,9 +280,12 @@ def report_cached(url: str, client, by_id: list[dict], repeats: int) -> None:
             results = http.post(f"{url}/score", content=body).json()["results"]
             raw.append(time.perf_counter() - start)
         assert all(r["cached"] for r in results)
-    print(f"server, 4096 distinct items per POST: first (scored, FORMAT_ERROR) {4096 / first:.0f} items/s; "
-          f"cached {4096 / statistics.mean(raw):.0f} items/s, p50 {percentile(raw, 0.5) * 1000:.0f} ms, "
-          f"p95 {percentile(raw, 0.95) * 1000:.0f} ms per batch")
+    print(
+        f"server, 4096 distinct items per POST: first (scored, FORMAT_ERROR) {4096 / first:.0f} items/s; "
+        f"cached {4096 / statistics.mean(raw):.0f} items/s, p50 {percentile(raw, 0.5) * 1000:.0f} ms, "
+        f"p95 {percentile(raw, 0.95) * 1000:.0f} ms per batch"
+    )
+
 
 if __name__ == "__main__":
     main()

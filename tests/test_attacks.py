@@ -61,21 +61,27 @@ def _attack(name: str, mode: str, tmp: Path) -> str:
     harness = "rtlf_tb" if mode == "cosim" else "tb"
     items, extra = "", ""
     if name == "printed_pass":
-        items = ('initial begin $display("Mismatches: 0 in 100 samples"); '
-                 '$display("===========Your Design Passed==========="); $display("pass"); end\n'
-                 'final $display("Mismatches: 0 in 100 samples");')
+        items = (
+            'initial begin $display("Mismatches: 0 in 100 samples"); '
+            '$display("===========Your Design Passed==========="); $display("pass"); end\n'
+            'final $display("Mismatches: 0 in 100 samples");'
+        )
     elif name == "early_finish":
         items = "initial #1 $finish;"
     elif name == "fopen_write":
-        items = ('integer f; initial begin f = $fopen("trace.txt", "w"); $fdisplay(f, "pass"); '
-                 '$fdisplay(32\'h8000_0003, "0 0000 0000"); $fdisplay(32\'h8000_0001, '
-                 '"Mismatches: 0 in 100 samples"); f = $fopen("/dev/stdout", "w"); '
-                 '$fdisplay(f, "Mismatches: 0 in 100 samples"); end')
+        items = (
+            'integer f; initial begin f = $fopen("trace.txt", "w"); $fdisplay(f, "pass"); '
+            "$fdisplay(32'h8000_0003, \"0 0000 0000\"); $fdisplay(32'h8000_0001, "
+            '"Mismatches: 0 in 100 samples"); f = $fopen("/dev/stdout", "w"); '
+            '$fdisplay(f, "Mismatches: 0 in 100 samples"); end'
+        )
     elif name == "readmemh_host":
         width = "[7:0]" if mode == "cosim" else ""
         template = template.replace("assign", "// assign")
-        items = (f"reg {width} lut [0:{255 if mode == 'cosim' else 3}];\n"
-                 f'initial $readmemh("{table}", lut);\nassign {outs} = lut[{index}];')
+        items = (
+            f"reg {width} lut [0:{255 if mode == 'cosim' else 3}];\n"
+            f'initial $readmemh("{table}", lut);\nassign {outs} = lut[{index}];'
+        )
     elif name == "include_absolute":
         template = template.replace("assign", "// assign")
         items = f'`include "{include}"'
@@ -84,36 +90,60 @@ def _attack(name: str, mode: str, tmp: Path) -> str:
     elif name == "c_task":
         items = 'initial $c("puts(\\"Mismatches: 0 in 100 samples\\");");'
     elif name == "dpi_import":
-        items = ('import "DPI-C" function int system(input string cmd);\n'
-                 'initial begin integer r; r = system("echo Mismatches: 0 in 100 samples"); end')
+        items = (
+            'import "DPI-C" function int system(input string cmd);\n'
+            'initial begin integer r; r = system("echo Mismatches: 0 in 100 samples"); end'
+        )
     elif name == "hierarchical_read":
         template = template.replace("assign", "// assign", 1)
         target = "y_and" if mode == "cosim" else "out"
         items = f"assign {target} = {golden_out};"
     elif name == "force":
-        items = (f"initial force {harness}.tb_match = 1'b1;\ninitial force {harness}.stats1.errors = 0;"
-                 if mode == "testbench" else f"initial force {harness}.rtlf_o_y_and = 4'b0;")
+        items = (
+            f"initial force {harness}.tb_match = 1'b1;\ninitial force {harness}.stats1.errors = 0;"
+            if mode == "testbench"
+            else f"initial force {harness}.rtlf_o_y_and = 4'b0;"
+        )
     elif name == "redefine_golden":
-        extra = ("module RefModule (input a, input b, output out);\n  assign out = a | b;\nendmodule\n"
-                 "module tb;\n  initial $display(\"Mismatches: 0 in 100 samples\");\nendmodule\n"
-                 "module rtlf_tb;\n  initial $display(\"pass\");\nendmodule\n")
+        extra = (
+            "module RefModule (input a, input b, output out);\n  assign out = a | b;\nendmodule\n"
+            'module tb;\n  initial $display("Mismatches: 0 in 100 samples");\nendmodule\n'
+            'module rtlf_tb;\n  initial $display("pass");\nendmodule\n'
+        )
     elif name == "macro_system_name":
-        items = ("`define SYS(n) $``n\n"
-                 'initial begin `SYS(display)("Mismatches: 0 in 100 samples"); #1 `SYS(finish); end')
+        items = (
+            "`define SYS(n) $``n\n"
+            'initial begin `SYS(display)("Mismatches: 0 in 100 samples"); #1 `SYS(finish); end'
+        )
     else:
         raise AssertionError(name)
     return template.format(items=items, extra=extra)
 
 
-ATTACKS = ["printed_pass", "early_finish", "fopen_write", "readmemh_host", "include_absolute",
-           "system_task", "c_task", "dpi_import", "hierarchical_read", "force", "redefine_golden",
-           "macro_system_name"]
+ATTACKS = [
+    "printed_pass",
+    "early_finish",
+    "fopen_write",
+    "readmemh_host",
+    "include_absolute",
+    "system_task",
+    "c_task",
+    "dpi_import",
+    "hierarchical_read",
+    "force",
+    "redefine_golden",
+    "macro_system_name",
+]
 
 
 @pytest.fixture(scope="module")
 def cosim_task() -> Task:
-    return Task(id="fixture/bitwise", prompt="AND and XOR of two 4-bit buses", top_module="TopModule",
-                reference=(DATA / "bitwise.v").read_text())
+    return Task(
+        id="fixture/bitwise",
+        prompt="AND and XOR of two 4-bit buses",
+        top_module="TopModule",
+        reference=(DATA / "bitwise.v").read_text(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -122,15 +152,22 @@ def tb_task() -> Task:
         pytest.skip(f"shared benchmarks not found at {BENCHMARKS}")
     from evals.loaders import load_suite
 
-    tasks = load_suite("verilogeval-v2-spec-to-rtl", BENCHMARKS / "verilog-eval-v2", problems=["Prob014_andgate"])
+    tasks = load_suite(
+        "verilogeval-v2-spec-to-rtl", BENCHMARKS / "verilog-eval-v2", problems=["Prob014_andgate"]
+    )
     return tasks[0]
 
 
 def _function_level(task: Task, code: str, sandbox: bool = True):
     if task.testbench:
         return run_testbench(task, code, limits=LIMITS, sandbox=sandbox)
-    settings = dict(seeds=tuple(CONFIG.seeds), comb_vectors=CONFIG.comb_vectors, seq_cycles=CONFIG.seq_cycles,
-                    reset_cycles=CONFIG.reset_cycles, midrun_resets=CONFIG.midrun_resets)
+    settings = dict(
+        seeds=tuple(CONFIG.seeds),
+        comb_vectors=CONFIG.comb_vectors,
+        seq_cycles=CONFIG.seq_cycles,
+        reset_cycles=CONFIG.reset_cycles,
+        midrun_resets=CONFIG.midrun_resets,
+    )
     return run_cosim(task, code, limits=LIMITS, sandbox=sandbox, **settings)
 
 
@@ -197,8 +234,14 @@ def test_candidate_cannot_read_the_run_secrets_from_files():
   end
 endmodule
 """
-    run = simulate([("harness.sv", trusted)], ("candidate.sv", reader), ["harness"], limits=LIMITS, sandbox=True,
-                   data_files=[("visible.txt", "a data file the reader can see\n")])
+    run = simulate(
+        [("harness.sv", trusted)],
+        ("candidate.sv", reader),
+        ["harness"],
+        limits=LIMITS,
+        sandbox=True,
+        data_files=[("visible.txt", "a data file the reader can see\n")],
+    )
     assert run.compiled and run.result.returncode == 0, run.result.tail()
     assert "a data file the reader can see" in run.stdout  # the reader works
     assert secret not in run.stdout and "module harness" not in run.stdout

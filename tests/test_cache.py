@@ -30,8 +30,14 @@ def _key(task: Task, completion: str, config: RewardConfig = CONFIG, tools: str 
 
 
 def _result(status: Status = Status.OK, reward: float | None = 1.5) -> RewardResult:
-    return RewardResult(task_id="tiny/and2", status=status, passed=status is Status.OK, reward=reward,
-                        levels={"format": 1.0, "syntax": 1.0, "function": 1.0, "ppa": 0.5}, metrics={"area": 32.0})
+    return RewardResult(
+        task_id="tiny/and2",
+        status=status,
+        passed=status is Status.OK,
+        reward=reward,
+        levels={"format": 1.0, "syntax": 1.0, "function": 1.0, "ppa": 0.5},
+        metrics={"area": 32.0},
+    )
 
 
 def test_key_ignores_text_around_the_same_code():
@@ -47,7 +53,9 @@ def test_key_ignores_indentation_and_trailing_blanks_only():
     reindented = GOLDEN.replace("\n  ", "\n\t\t") + "   "
     assert _key(AND2, reindented) == _key(AND2, GOLDEN)
     assert _key(AND2, GOLDEN.replace("a & b", "a&b")) != _key(AND2, GOLDEN)  # inside a line: kept
-    assert _key(AND2, GOLDEN.replace("\n  assign", "\n\u00a0assign")) != _key(AND2, GOLDEN)  # NBSP is no blank
+    assert _key(AND2, GOLDEN.replace("\n  assign", "\n\u00a0assign")) != _key(
+        AND2, GOLDEN
+    )  # NBSP is no blank
 
 
 def test_layout_keeps_continued_lines_verbatim():
@@ -70,7 +78,9 @@ def test_key_separates_completions_rejected_before_extraction():
     assert candidate_fingerprint(AND2, long_one, config) == f"too-long:{len(long_one)}"
     assert _key(AND2, long_one, config) != _key(AND2, GOLDEN, config)
     assert candidate_fingerprint(AND2, "  \n", config) == "empty"
-    assert candidate_fingerprint(AND2, "no code", config) != candidate_fingerprint(AND2, "no code here", config)
+    assert candidate_fingerprint(AND2, "no code", config) != candidate_fingerprint(
+        AND2, "no code here", config
+    )
 
 
 def test_key_follows_the_scorers_extraction_with_a_header():
@@ -78,7 +88,8 @@ def test_key_follows_the_scorers_extraction_with_a_header():
     with_header = dataclasses.replace(AND2, interface="module TopModule(input a, input b, output y);")
     assert candidate_fingerprint(AND2, completion, CONFIG).startswith("raw:")
     assert candidate_fingerprint(with_header, completion, CONFIG) == "code:" + normalise_layout(
-        "module TopModule(input a, input b, output y);\nassign y = a & b;\nendmodule\n")
+        "module TopModule(input a, input b, output y);\nassign y = a & b;\nendmodule\n"
+    )
 
 
 def test_round_trip_and_persistence(tmp_path):
@@ -134,10 +145,12 @@ def engine_cache(tmp_path_factory):
 
 
 def test_engine_scores_duplicates_once_and_reuses_the_cache(engine_cache):
-    items = [{"task_id": "tiny/and2", "completion": f"```verilog\n{GOLDEN}\n```"},
-             {"task_id": "tiny/and2", "completion": GOLDEN},
-             {"task_id": "tiny/and2", "completion": COMMENTED_OUT},
-             {"task_id": "tiny/and2", "completion": f"<think>x</think>{GOLDEN}"}]
+    items = [
+        {"task_id": "tiny/and2", "completion": f"```verilog\n{GOLDEN}\n```"},
+        {"task_id": "tiny/and2", "completion": GOLDEN},
+        {"task_id": "tiny/and2", "completion": COMMENTED_OUT},
+        {"task_id": "tiny/and2", "completion": f"<think>x</think>{GOLDEN}"},
+    ]
     engine = ScoringEngine(CONFIG, TASKS, workers=2, cache=ResultCache(engine_cache))
     first = engine.score_items(items)
     assert [r.status for r in first] == [Status.OK, Status.OK, Status.SIM_MISMATCH, Status.OK]

@@ -22,15 +22,37 @@ def _write_jsonl(path: Path, records: list) -> Path:
 
 
 def _run(tmp_path: Path, completions: list, *extra: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
-    task = {"id": "demo/adder4", "prompt": "Add two 4-bit numbers with carry out.", "top_module": "top_module",
-            "reference": ADDER}
+    task = {
+        "id": "demo/adder4",
+        "prompt": "Add two 4-bit numbers with carry out.",
+        "top_module": "top_module",
+        "reference": ADDER,
+    }
     tasks = _write_jsonl(tmp_path / "tasks.jsonl", [task])
     comps = _write_jsonl(tmp_path / "completions.jsonl", completions)
     out = tmp_path / "results.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "rewards", "score", "--tasks", str(tasks), "--completions", str(comps),
-         "--out", str(out), "--quiet", "--config", str(REPO / "configs/reward/default.yaml"), *extra],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "rewards",
+            "score",
+            "--tasks",
+            str(tasks),
+            "--completions",
+            str(comps),
+            "--out",
+            str(out),
+            "--quiet",
+            "--config",
+            str(REPO / "configs/reward/default.yaml"),
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     results = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     return proc, results
 
@@ -48,8 +70,15 @@ def test_results_in_input_order_with_per_line_errors(tmp_path: Path) -> None:
     proc, results = _run(tmp_path, completions, "--jobs", "2")
     assert proc.returncode == 0, proc.stderr
     statuses = [r["status"] for r in results]
-    assert statuses == ["OK", "INVALID_INPUT", "INVALID_INPUT", "INVALID_INPUT", "SIM_MISMATCH",
-                        "FORMAT_ERROR", "RESOURCE_LIMIT"]
+    assert statuses == [
+        "OK",
+        "INVALID_INPUT",
+        "INVALID_INPUT",
+        "INVALID_INPUT",
+        "SIM_MISMATCH",
+        "FORMAT_ERROR",
+        "RESOURCE_LIMIT",
+    ]
     assert results[0]["passed"] and results[0]["reward"] > 1.29
     assert "not valid JSON" in results[1]["log"]
     assert "unknown task id" in results[2]["log"]
@@ -71,7 +100,22 @@ def test_broken_task_file_names_the_line(tmp_path: Path) -> None:
     tasks = _write_jsonl(tmp_path / "tasks.jsonl", [{"id": "a", "prompt": "p", "top_module": "m"}])
     comps = _write_jsonl(tmp_path / "c.jsonl", [{"task_id": "a", "completion": "x"}])
     proc = subprocess.run(
-        [sys.executable, "-m", "rewards", "score", "--tasks", str(tasks), "--completions", str(comps),
-         "--out", str(tmp_path / "o.jsonl")], cwd=REPO, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "rewards",
+            "score",
+            "--tasks",
+            str(tasks),
+            "--completions",
+            str(comps),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "tasks.jsonl:1" in proc.stderr and "'reference'" in proc.stderr

@@ -33,8 +33,14 @@ ITEMS = [
     {"task": BY_ID["tiny/not1"], "completion": BY_ID["tiny/not1"].reference.replace("~a", "a")},
     {"task_id": "tiny/unknown", "completion": "x"},
 ]
-EXPECTED = [Status.OK, Status.SIM_MISMATCH, Status.OK, Status.FORMAT_ERROR, Status.SIM_MISMATCH,
-            Status.INVALID_INPUT]
+EXPECTED = [
+    Status.OK,
+    Status.SIM_MISMATCH,
+    Status.OK,
+    Status.FORMAT_ERROR,
+    Status.SIM_MISMATCH,
+    Status.INVALID_INPUT,
+]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +74,14 @@ def test_in_process_mode_gives_the_servers_results(server):
         computed = local.score(ITEMS)
     assert [r.status for r in served] == EXPECTED
     assert [comparable(r) for r in served] == [comparable(r) for r in computed]
-    assert [r.task_id for r in served] == ["tiny/and2", "tiny/or2", "tiny/and2", "tiny/xor2", "tiny/not1",
-                                           "tiny/unknown"]
+    assert [r.task_id for r in served] == [
+        "tiny/and2",
+        "tiny/or2",
+        "tiny/and2",
+        "tiny/xor2",
+        "tiny/not1",
+        "tiny/unknown",
+    ]
 
 
 def test_unknown_ids_are_resent_with_full_records(tmp_path):
@@ -110,7 +122,9 @@ def test_failover_to_the_next_server(server):
 def test_batches_are_spread_over_servers_by_task(server):
     with start_background(tasks=TASKS, workers=1) as other:
         before = [items_scored(server.url), items_scored(other.url)]
-        items = [{"task_id": t.id, "completion": f"{t.id} has no code, try {k}"} for t in TASKS for k in range(3)]
+        items = [
+            {"task_id": t.id, "completion": f"{t.id} has no code, try {k}"} for t in TASKS for k in range(3)
+        ]
         with RewardClient([server.url, other.url]) as client:
             results = client.score(items)
         after = [items_scored(server.url), items_scored(other.url)]
@@ -122,10 +136,16 @@ def test_batches_are_spread_over_servers_by_task(server):
 
 def test_refused_requests_raise(server):
     with start_background(tasks=TASKS, workers=1, max_items=5) as small:
-        with RewardClient([small.url], max_items=100) as client, pytest.raises(RewardClientError, match="HTTP 413"):
+        with (
+            RewardClient([small.url], max_items=100) as client,
+            pytest.raises(RewardClientError, match="HTTP 413"),
+        ):
             client.score([{"task_id": "tiny/and2", "completion": f"text {n}"} for n in range(8)])
         with RewardClient([small.url], max_items=5) as client:  # split to fit
-            assert len(client.score([{"task_id": "tiny/and2", "completion": f"text {n}"} for n in range(8)])) == 8
+            assert (
+                len(client.score([{"task_id": "tiny/and2", "completion": f"text {n}"} for n in range(8)]))
+                == 8
+            )
 
 
 def test_async_callers(server):
@@ -146,7 +166,10 @@ def test_config_mismatch_is_reported(server, caplog):
 
 def test_completion_text_of_chat_messages():
     assert completion_text("plain") == "plain"
-    assert completion_text([{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}]) == "ab"
+    assert (
+        completion_text([{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}])
+        == "ab"
+    )
     assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "x"}]}]) == "x"
 
 
@@ -159,8 +182,12 @@ def test_trl_reward_function(server):
         values = reward(
             prompts=[[{"role": "user", "content": "spec"}]] * 4,
             completions=[[{"role": "assistant", "content": ITEMS[i]["completion"]}] for i in chosen],
-            completion_ids=[[1, 2, 3]] * 4, task_id=[ITEMS[i]["task_id"] for i in chosen],
-            trainer_state=None, log_metric=logged.__setitem__, log_extra=extra.__setitem__)
+            completion_ids=[[1, 2, 3]] * 4,
+            task_id=[ITEMS[i]["task_id"] for i in chosen],
+            trainer_state=None,
+            log_metric=logged.__setitem__,
+            log_extra=extra.__setitem__,
+        )
     assert reward.__name__ == "verilog_reward"
     assert values[0] > 1.3 and values[0] == values[3] and 0 < values[1] < 0.8 and values[2] == 0.0
     assert logged["verilog/level/format"] == 0.75 and logged["verilog/status/OK"] == 0.5

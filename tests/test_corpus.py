@@ -99,10 +99,14 @@ def test_committed_files_regenerate_byte_for_byte(tmp_path):
             self.invalid = record.get("invalid", [])
 
     removed = {d["id"]: d for d in manifest["decontaminated"]}
-    splits, report = generate(manifest["size"], manifest["seed"],
-                              verifier=lambda tasks: [Replayed(t.id) for t in tasks],
-                              is_contaminated=lambda task: removed.get(task.id) and {
-                                  k: v for k, v in removed[task.id].items() if k not in ("id", "split")})
+    splits, report = generate(
+        manifest["size"],
+        manifest["seed"],
+        verifier=lambda tasks: [Replayed(t.id) for t in tasks],
+        is_contaminated=lambda task: (
+            removed.get(task.id) and {k: v for k, v in removed[task.id].items() if k not in ("id", "split")}
+        ),
+    )
     write_corpus(splits, report, tmp_path)
     for split in SPLITS:
         assert (tmp_path / f"{split}.jsonl").read_bytes() == (DATA_DIR / f"{split}.jsonl").read_bytes(), split
@@ -149,7 +153,7 @@ def test_fsm_next_state_matches_a_reference_detector():
                     state = _fsm_next(pattern, state, bit, bool(overlap), moore)
                     if moore:
                         outputs.append(int(state == len(pattern)))
-                    hit = bits[max(start, 0):i + 1].endswith(pattern) and i + 1 - start >= len(pattern)
+                    hit = bits[max(start, 0) : i + 1].endswith(pattern) and i + 1 - start >= len(pattern)
                     expected.append(int(hit))
                     if hit and not overlap:
                         start = i + 1
@@ -167,14 +171,23 @@ def test_alternative_designs_meeting_the_spec_are_accepted():
     rows = []
     for s in range(n):
         for bit in "01":
-            rows.append(f"      if (s[{s}] && x == 1'b{bit}) ns[{_fsm_next(pattern, s, bit, overlap, True)}] = 1'b1;")
-    code = "\n".join([
-        f"module top_module(input clk, input {reset}, input x, output z);",
-        f"  reg [{n - 1}:0] s, ns;",
-        f"  always @* begin\n    ns = {n}'d0;", *rows, "  end",
-        f"  always @(posedge clk{edge})",
-        f"    if ({reset} == 1'b{active}) s <= {n}'d1;", "    else s <= ns;",
-        f"  assign z = s[{n - 1}];", "endmodule"])
+            rows.append(
+                f"      if (s[{s}] && x == 1'b{bit}) ns[{_fsm_next(pattern, s, bit, overlap, True)}] = 1'b1;"
+            )
+    code = "\n".join(
+        [
+            f"module top_module(input clk, input {reset}, input x, output z);",
+            f"  reg [{n - 1}:0] s, ns;",
+            f"  always @* begin\n    ns = {n}'d0;",
+            *rows,
+            "  end",
+            f"  always @(posedge clk{edge})",
+            f"    if ({reset} == 1'b{active}) s <= {n}'d1;",
+            "    else s <= ns;",
+            f"  assign z = s[{n - 1}];",
+            "endmodule",
+        ]
+    )
     from rewards.score import score
 
     result = score(task, fenced(code), verification_config())
@@ -203,20 +216,22 @@ UNRELATED = "module top_module(input [2:0] a, output [5:0] y);\n  assign y = {a,
 def test_decontamination_flags_planted_near_copies(decontaminator):
     v2 = BENCH / "verilog-eval-v2" / "dataset_spec-to-rtl"
     prompt = (v2 / "Prob001_zero_prompt.txt").read_text().replace("LOW", "logic low")
-    planted = Task(id="x/zero", prompt=prompt, top_module="top_module",
-                   reference=UNRELATED)
+    planted = Task(id="x/zero", prompt=prompt, top_module="top_module", reference=UNRELATED)
     hit = decontaminator.check(planted)
     assert hit and hit["check"] == "spec" and hit["benchmark"].endswith("Prob001_zero")
 
     spec = (BENCH / "rtllm-v1.1" / "adder_8bit" / "design_description.txt").read_text()
-    planted = Task(id="x/adder", prompt=spec.replace("8-bit", "eight bit"), top_module="top_module",
-                   reference=UNRELATED)
+    planted = Task(
+        id="x/adder", prompt=spec.replace("8-bit", "eight bit"), top_module="top_module", reference=UNRELATED
+    )
     hit = decontaminator.check(planted)
     assert hit and hit["benchmark"] == "rtllm-v1.1/adder_8bit"
 
     ref = (v2 / "Prob001_zero_ref.sv").read_text().replace("RefModule", "top_module").replace("zero", "out")
     ref = "// a different comment\n" + ref.replace("\n", "\n\n")
-    planted = Task(id="x/code", prompt="Drive the output low forever.", top_module="top_module", reference=ref)
+    planted = Task(
+        id="x/code", prompt="Drive the output low forever.", top_module="top_module", reference=ref
+    )
     hit = decontaminator.check(planted)
     assert hit and hit["check"] == "code" and "Prob001_zero" in hit["benchmark"]
 
@@ -225,10 +240,16 @@ def test_decontamination_passes_the_committed_corpus(decontaminator):
     flagged = [t.id for split in SPLITS for t in load_split(split) if decontaminator.check(t)]
     assert flagged == []
     assert code_hash("module a(input x, output y); assign y = x; endmodule") == code_hash(
-        "module b (input p,\n output q); // c\n assign q = p; endmodule")
+        "module b (input p,\n output q); // c\n assign q = p; endmodule"
+    )
 
 
-GOOD = {"id": "u/ok", "prompt": "p", "top_module": "m", "reference": "module m(output y); assign y = 0; endmodule"}
+GOOD = {
+    "id": "u/ok",
+    "prompt": "p",
+    "top_module": "m",
+    "reference": "module m(output y); assign y = 0; endmodule",
+}
 
 
 def test_loader_reports_every_bad_record_with_file_line_and_field(tmp_path):

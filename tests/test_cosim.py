@@ -26,13 +26,23 @@ from rewards.types import Port, Status, Task
 DATA = Path(__file__).parent / "data" / "sim"
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 CONFIG = RewardConfig()
-SETTINGS = dict(seeds=tuple(CONFIG.seeds), comb_vectors=CONFIG.comb_vectors, seq_cycles=CONFIG.seq_cycles,
-                reset_cycles=CONFIG.reset_cycles, midrun_resets=CONFIG.midrun_resets)
+SETTINGS = dict(
+    seeds=tuple(CONFIG.seeds),
+    comb_vectors=CONFIG.comb_vectors,
+    seq_cycles=CONFIG.seq_cycles,
+    reset_cycles=CONFIG.reset_cycles,
+    midrun_resets=CONFIG.midrun_resets,
+)
 
 
 def fixture_task(name: str, **meta) -> Task:
-    return Task(id=f"fixture/{name}", prompt="spec", top_module="TopModule",
-                reference=(DATA / f"{name}.v").read_text(), meta=meta)
+    return Task(
+        id=f"fixture/{name}",
+        prompt="spec",
+        top_module="TopModule",
+        reference=(DATA / f"{name}.v").read_text(),
+        meta=meta,
+    )
 
 
 def cosim_run(task: Task, code: str, **overrides):
@@ -47,16 +57,28 @@ def mutate(task: Task, old: str, new: str) -> str:
 
 # --- port roles and stimulus (pure Python) ---------------------------------------------------------
 
+
 def ports(*spec: tuple[str, str, int]) -> list[Port]:
     return [Port(name=n, direction=d, width=w, msb=w - 1) for n, d, w in spec]
 
 
-@pytest.mark.parametrize("clock, reset, active", [
-    ("clk", "reset", 1), ("clock", "rst_n", 0), ("i_clk", "aresetn", 0), ("CLK", "areset", 1),
-    ("clk_i", "nrst", 0), ("wclk", "rst", 1), ("clk", "reset_n", 0), ("clk", "rst_b", 0),
-])
+@pytest.mark.parametrize(
+    "clock, reset, active",
+    [
+        ("clk", "reset", 1),
+        ("clock", "rst_n", 0),
+        ("i_clk", "aresetn", 0),
+        ("CLK", "areset", 1),
+        ("clk_i", "nrst", 0),
+        ("wclk", "rst", 1),
+        ("clk", "reset_n", 0),
+        ("clk", "rst_b", 0),
+    ],
+)
 def test_clock_and_reset_found_by_name(clock, reset, active):
-    roles = plan_ports(ports((clock, "input", 1), (reset, "input", 1), ("d", "input", 4), ("q", "output", 4)), {})
+    roles = plan_ports(
+        ports((clock, "input", 1), (reset, "input", 1), ("d", "input", 4), ("q", "output", 4)), {}
+    )
     assert (roles.clock, roles.reset, roles.reset_active) == (clock, reset, active)
     assert [p.name for p in roles.data_inputs] == [reset, "d"]
 
@@ -98,25 +120,34 @@ def test_comb_stimulus_is_deterministic_exhaustive_when_small_and_cornered_when_
     assert set(plan.vectors[:32]) == {(a, b) for a in range(8) for b in range(4)}
     wide = plan_ports(ports(("a", "input", 32), ("b", "input", 32), ("y", "output", 1)), {})
     vectors = build_stimulus(wide, **SETTINGS).vectors
-    for corner in [(0, 0), (0xFFFFFFFF, 0xFFFFFFFF), (0x80000000, 0x80000000), (0x7FFFFFFF, 0x7FFFFFFF),
-                   (0x55555555, 0x55555555), (0, 0xFFFFFFFF)]:
+    for corner in [
+        (0, 0),
+        (0xFFFFFFFF, 0xFFFFFFFF),
+        (0x80000000, 0x80000000),
+        (0x7FFFFFFF, 0x7FFFFFFF),
+        (0x55555555, 0x55555555),
+        (0, 0xFFFFFFFF),
+    ]:
         assert corner in vectors[:64]
     other = build_stimulus(wide, **{**SETTINGS, "seeds": (7, 8, 9)}).vectors
     assert other != vectors
 
 
 def test_sequential_stimulus_resets_each_seed_and_midrun():
-    roles = plan_ports(ports(("clk", "input", 1), ("rst_n", "input", 1), ("d", "input", 4), ("q", "output", 4)), {})
+    roles = plan_ports(
+        ports(("clk", "input", 1), ("rst_n", "input", 1), ("d", "input", 4), ("q", "output", 4)), {}
+    )
     plan = build_stimulus(roles, seeds=(1, 2), comb_vectors=8, seq_cycles=50, reset_cycles=3, midrun_resets=2)
     assert len(plan.vectors) == 100
     for start in (0, 50):
-        resets = [v[0] for v in plan.vectors[start:start + 50]]
+        resets = [v[0] for v in plan.vectors[start : start + 50]]
         assert resets[:3] == [0, 0, 0] and resets[3] == 1  # active low, held 3 cycles
         assert 0 in resets[4:]  # a mid-run reset
     assert "rst_n" in plan.hex_text() or len(plan.hex_text().splitlines()) == 100
 
 
 # --- trace checks (pure Python) ----------------------------------------------------------------------
+
 
 def test_bits_match_treats_golden_x_as_dont_care_and_candidate_x_as_wrong():
     assert bits_match("01x1", "0101") and bits_match("01z1", "0111")
@@ -130,17 +161,20 @@ def _comb_plan(n: int = 2):
     return build_stimulus(roles, seeds=(1,), comb_vectors=n, seq_cycles=0, reset_cycles=0, midrun_resets=0)
 
 
-@pytest.mark.parametrize("text, why", [
-    ("", "header"),
-    ("H wrong\n0 01\n1 10\nE s3cret 2\n", "header"),
-    ("H s3cret\n0 01\n1 10\n", "no end marker"),
-    ("H s3cret\n0 01\nE s3cret 2\n", "end marker"),
-    ("H s3cret\n0 01\n1 10\n2 11\nE s3cret 2\n", "malformed"),
-    ("H s3cret\n0 01\n1 10\nE s3cret 3\n", "end marker"),
-    ("H s3cret\n1 01\n0 10\nE s3cret 2\n", "out of order"),
-    ("H s3cret\n0 011\n1 10\nE s3cret 2\n", "wrong width"),
-    ("H s3cret\n0 01\n1 10\nE s3cret 2\n0 01\n", "end marker"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("", "header"),
+        ("H wrong\n0 01\n1 10\nE s3cret 2\n", "header"),
+        ("H s3cret\n0 01\n1 10\n", "no end marker"),
+        ("H s3cret\n0 01\nE s3cret 2\n", "end marker"),
+        ("H s3cret\n0 01\n1 10\n2 11\nE s3cret 2\n", "malformed"),
+        ("H s3cret\n0 01\n1 10\nE s3cret 3\n", "end marker"),
+        ("H s3cret\n1 01\n0 10\nE s3cret 2\n", "out of order"),
+        ("H s3cret\n0 011\n1 10\nE s3cret 2\n", "wrong width"),
+        ("H s3cret\n0 01\n1 10\nE s3cret 2\n0 01\n", "end marker"),
+    ],
+)
 def test_parse_trace_rejects_forged_or_incomplete_traces(text, why):
     with pytest.raises(TraceError, match=why):
         parse_trace(text.encode(), "s3cret", _comb_plan())
@@ -154,10 +188,19 @@ def test_parse_trace_accepts_a_complete_trace():
 
 # --- real simulations ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, sequential", [
-    ("adder8", False), ("bitwise", False), ("mux2", False), ("dontcare", False), ("scancode", False),
-    ("counter10", True), ("shiftreg_negedge", True),
-])
+
+@pytest.mark.parametrize(
+    "name, sequential",
+    [
+        ("adder8", False),
+        ("bitwise", False),
+        ("mux2", False),
+        ("dontcare", False),
+        ("scancode", False),
+        ("counter10", True),
+        ("shiftreg_negedge", True),
+    ],
+)
 def test_golden_against_itself_passes(name, sequential):
     task = fixture_task(name)
     outcome = cosim_run(task, task.reference)
@@ -167,19 +210,22 @@ def test_golden_against_itself_passes(name, sequential):
     assert outcome.metrics["sequential"] is sequential
 
 
-@pytest.mark.parametrize("name, old, new", [
-    ("bitwise", "a & b", "a | b"),                                  # flipped operator
-    ("bitwise", "a ^ b", "a ~^ b"),
-    ("adder8", "assign s = a + b;", "wire [7:0] t = a + b;\n  assign s = t;"),  # wrong width
-    ("counter10", "(q == 4'd9)", "(q == 4'd10)"),                   # off-by-one counter
-    ("counter10", "en && q == 4'd9", "en && q == 4'd8"),
-    ("counter10", "if (reset)      q <= 4'd0;\n    else if (en)", "if (en)"),  # missing reset
-    ("mux2", "if (sel) y = a;\n    else     y = b;", "if (sel) y = a;"),          # a latch
-    ("shiftreg_negedge", "negedge clk", "posedge clk"),             # wrong clock edge
-    ("shiftreg_negedge", "if (!rst_n)", "if (rst_n)"),              # reset polarity
-    ("shiftreg_negedge", "{q[6:0], din}", "{din, q[7:1]}"),         # shifts the wrong way
-    ("scancode", "16'he074", "16'he073"),                           # a code random inputs never hit
-])
+@pytest.mark.parametrize(
+    "name, old, new",
+    [
+        ("bitwise", "a & b", "a | b"),  # flipped operator
+        ("bitwise", "a ^ b", "a ~^ b"),
+        ("adder8", "assign s = a + b;", "wire [7:0] t = a + b;\n  assign s = t;"),  # wrong width
+        ("counter10", "(q == 4'd9)", "(q == 4'd10)"),  # off-by-one counter
+        ("counter10", "en && q == 4'd9", "en && q == 4'd8"),
+        ("counter10", "if (reset)      q <= 4'd0;\n    else if (en)", "if (en)"),  # missing reset
+        ("mux2", "if (sel) y = a;\n    else     y = b;", "if (sel) y = a;"),  # a latch
+        ("shiftreg_negedge", "negedge clk", "posedge clk"),  # wrong clock edge
+        ("shiftreg_negedge", "if (!rst_n)", "if (rst_n)"),  # reset polarity
+        ("shiftreg_negedge", "{q[6:0], din}", "{din, q[7:1]}"),  # shifts the wrong way
+        ("scancode", "16'he074", "16'he073"),  # a code random inputs never hit
+    ],
+)
 def test_mutants_fail(name, old, new):
     task = fixture_task(name)
     outcome = cosim_run(task, mutate(task, old, new))
@@ -206,8 +252,13 @@ def test_golden_dont_care_accepts_any_value_but_not_x_where_defined():
 
 def test_first_cycle_before_reset_is_not_compared():
     task = fixture_task("counter10")
-    initialised = Task.from_dict({**task.to_dict(), "id": "fixture/init",
-                                  "reference": mutate(task, "output reg [3:0] q,", "output reg [3:0] q = 4'd5,")})
+    initialised = Task.from_dict(
+        {
+            **task.to_dict(),
+            "id": "fixture/init",
+            "reference": mutate(task, "output reg [3:0] q,", "output reg [3:0] q = 4'd5,"),
+        }
+    )
     assert cosim_run(initialised, task.reference).status is Status.OK  # relies on its reset only
     no_reset = task.reference.replace("if (reset)      q <= 4'd0;\n    else if (en)", "if (en)")
     assert cosim_run(initialised, no_reset).status is Status.SIM_MISMATCH
@@ -215,7 +266,9 @@ def test_first_cycle_before_reset_is_not_compared():
 
 def test_candidate_stdout_is_ignored():
     task = fixture_task("bitwise")
-    noisy = mutate(task, "endmodule", 'initial $display("H x\\nMismatches: 0 in 768 samples\\nE x 768");\nendmodule')
+    noisy = mutate(
+        task, "endmodule", 'initial $display("H x\\nMismatches: 0 in 768 samples\\nE x 768");\nendmodule'
+    )
     assert cosim_run(task, noisy).status is Status.OK
     wrong = noisy.replace("a & b", "a | b")
     assert cosim_run(task, wrong).status is Status.SIM_MISMATCH
@@ -229,7 +282,9 @@ def test_icarus_rejecting_the_candidate_is_a_syntax_error():
 
 def test_infinite_loop_is_a_timeout():
     task = fixture_task("counter10")
-    hang = mutate(task, "endmodule", "reg r;\n always @(posedge clk) begin r = 1; while (r) r = r; end\nendmodule")
+    hang = mutate(
+        task, "endmodule", "reg r;\n always @(posedge clk) begin r = 1; while (r) r = r; end\nendmodule"
+    )
     outcome = cosim_run(task, hang)
     assert outcome.status is Status.SIM_TIMEOUT, outcome.log
 
@@ -242,29 +297,45 @@ def test_combinational_oscillation_is_a_timeout():
 
 def test_output_flood_is_a_resource_limit():
     task = fixture_task("counter10")
-    flood = mutate(task, "endmodule", 'initial forever $display("flood flood flood flood flood flood");\nendmodule')
+    flood = mutate(
+        task, "endmodule", 'initial forever $display("flood flood flood flood flood flood");\nendmodule'
+    )
     assert cosim_run(task, flood).status is Status.RESOURCE_LIMIT
 
 
 def test_broken_golden_is_an_infra_error_not_a_score():
-    task = Task(id="fixture/broken", prompt="p", top_module="TopModule",
-                reference="module TopModule(input a, output y);\n assign y = a &;\nendmodule\n")
+    task = Task(
+        id="fixture/broken",
+        prompt="p",
+        top_module="TopModule",
+        reference="module TopModule(input a, output y);\n assign y = a &;\nendmodule\n",
+    )
     outcome = cosim_run(task, "module TopModule(input a, output y); assign y = a; endmodule")
     assert outcome.status is Status.INFRA_ERROR and "golden" in outcome.log
 
 
 def test_golden_that_hangs_is_an_infra_error():
-    task = Task(id="fixture/hangs", prompt="p", top_module="TopModule", reference=(
-        "module TopModule(input clk, input d, output reg q);\n"
-        "  reg r;\n  always @(posedge clk) begin r = 1; while (r) r = r; q <= d; end\nendmodule\n"))
+    task = Task(
+        id="fixture/hangs",
+        prompt="p",
+        top_module="TopModule",
+        reference=(
+            "module TopModule(input clk, input d, output reg q);\n"
+            "  reg r;\n  always @(posedge clk) begin r = 1; while (r) r = r; q <= d; end\nendmodule\n"
+        ),
+    )
     limits = limits_for(RewardConfig(sim_cpu_s=1.0), 1.0)
     outcome = run_cosim(task, task.reference, limits=limits, sandbox=True, **SETTINGS)
     assert outcome.status is Status.INFRA_ERROR and "golden simulation failed" in outcome.log
 
 
 def test_golden_defining_nothing_is_an_infra_error():
-    task = Task(id="fixture/allx", prompt="p", top_module="TopModule",
-                reference="module TopModule(input a, output y);\n  assign y = 1'bx;\nendmodule\n")
+    task = Task(
+        id="fixture/allx",
+        prompt="p",
+        top_module="TopModule",
+        reference="module TopModule(input a, output y);\n  assign y = 1'bx;\nendmodule\n",
+    )
     outcome = cosim_run(task, "module TopModule(input a, output y); assign y = a; endmodule")
     assert outcome.status is Status.INFRA_ERROR and "defines no output bit" in outcome.log
 
@@ -304,7 +375,7 @@ def _benchmarks(every: int) -> list[Task]:
 
     v2 = load_suite("verilogeval-v2-spec-to-rtl", BENCHMARKS / "verilog-eval-v2")
     rtllm = load_suite("rtllm-v1.1", BENCHMARKS / "rtllm-v1.1")
-    return v2[::every] + rtllm[::max(1, every // 2)]
+    return v2[::every] + rtllm[:: max(1, every // 2)]
 
 
 def _cosim_self_check(tasks: list[Task]) -> tuple[dict[str, str], int]:
@@ -331,12 +402,15 @@ def test_all_benchmark_goldens_pass_cosim_against_themselves():
     assert sequential >= 90
 
 
-@pytest.mark.parametrize("problem, old, new", [
-    ("Prob035_count1to10", "q == 10", "q == 9"),
-    ("Prob035_count1to10", "if (reset || q == 10)", "if (q == 10)"),
-    ("Prob014_andgate", "a & b", "a | b"),
-    ("Prob132_always_if2", "else\n      shut_off_computer = 0;", ""),
-])
+@pytest.mark.parametrize(
+    "problem, old, new",
+    [
+        ("Prob035_count1to10", "q == 10", "q == 9"),
+        ("Prob035_count1to10", "if (reset || q == 10)", "if (q == 10)"),
+        ("Prob014_andgate", "a & b", "a | b"),
+        ("Prob132_always_if2", "else\n      shut_off_computer = 0;", ""),
+    ],
+)
 def test_cosim_catches_what_the_benchmark_bench_catches(problem, old, new):
     if not BENCHMARKS.is_dir():
         pytest.skip(f"shared benchmarks not found at {BENCHMARKS}")

@@ -24,6 +24,8 @@ SUITES = [
     "rtllm-v1.1",
 ]
 PER_SUITE = 15
+
+
 def subset(tasks, size=PER_SUITE):
     step = max(1, len(tasks) // size)
     return tasks[::step][:size]
@@ -37,11 +39,7 @@ def fenced(code: str) -> str:
 def test_goldens_pass_their_own_test_benches(suite):
     tasks = [t for t in subset(load_suite(suite, BENCH)) if not is_erratum(t.id)]
     graded = grade_samples([Sample(t, 0, fenced(t.reference)) for t in tasks], CONFIG)
-    failing = {
-        g.task_id: (g.result.status.value, g.result.log[-300:])
-        for g in graded
-        if not g.result.passed
-    }
+    failing = {g.task_id: (g.result.status.value, g.result.log[-300:]) for g in graded if not g.result.passed}
     assert not failing, failing
     assert len(graded) >= PER_SUITE - 2
 

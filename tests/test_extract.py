@@ -55,8 +55,10 @@ def test_last_block_defining_top_wins_and_keeps_needed_helpers():
     first = "module TopModule(input a, b, output s, c);\n  assign {c, s} = 0;\nendmodule"
     final = "module TopModule(input a, b, output s, c);\n  half h(a, b, s, c);\nendmodule"
     bench = "module tb;\n  TopModule dut();\nendmodule"
-    completion = (f"```verilog\n{helper}\n```\nfirst try\n```verilog\n{first}\n```\nbetter:\n"
-                  f"```verilog\n{final}\n```\nand a test:\n```verilog\n{bench}\n```")
+    completion = (
+        f"```verilog\n{helper}\n```\nfirst try\n```verilog\n{first}\n```\nbetter:\n"
+        f"```verilog\n{final}\n```\nand a test:\n```verilog\n{bench}\n```"
+    )
     got = extract_verilog(completion, TOP)
     assert got.modules == (TOP, "half")
     assert "half h(a, b, s, c)" in got.code and "assign {c, s} = 0" not in got.code
@@ -79,17 +81,21 @@ def test_raw_module_in_prose_without_fences():
 
 
 def test_raw_modules_pick_top_and_its_helpers():
-    completion = ("module inv(input a, output y); assign y = ~a; endmodule\n"
-                  "then\nmodule TopModule(input a, output y); inv u(a, y); endmodule\n"
-                  "module unrelated; endmodule\n")
+    completion = (
+        "module inv(input a, output y); assign y = ~a; endmodule\n"
+        "then\nmodule TopModule(input a, output y); inv u(a, y); endmodule\n"
+        "module unrelated; endmodule\n"
+    )
     got = extract_verilog(completion, TOP)
     assert got.modules == (TOP, "inv")
 
 
 def test_keywords_in_comments_and_strings_are_not_modules():
-    code = ("// module TopModule(input z); endmodule\n/* module TopModule */\n"
-            "module TopModule(input a, output y);\n  initial $display(\"endmodule\");\n"
-            "  assign y = a;\nendmodule : TopModule")
+    code = (
+        "// module TopModule(input z); endmodule\n/* module TopModule */\n"
+        'module TopModule(input a, output y);\n  initial $display("endmodule");\n'
+        "  assign y = a;\nendmodule : TopModule"
+    )
     got = extract_verilog(f"```verilog\n{code}\n```", TOP)
     assert got.code == code + "\n" and got.modules == (TOP,)
 
@@ -123,8 +129,15 @@ def test_crlf_line_endings():
 
 def test_adversarial_inputs_stay_linear():
     # 2 MB per pattern: a quadratic scan would take hours, a linear one well under a second each.
-    bad_inputs = ["/*" * 1_000_000, '"' * 2_000_000, "module " * 300_000, "```\n" * 500_000,
-                  "<think>" * 300_000, "module  TopModule ( " * 100_000, "x" * 10_000_000]
+    bad_inputs = [
+        "/*" * 1_000_000,
+        '"' * 2_000_000,
+        "module " * 300_000,
+        "```\n" * 500_000,
+        "<think>" * 300_000,
+        "module  TopModule ( " * 100_000,
+        "x" * 10_000_000,
+    ]
     for text in bad_inputs:
         start = time.perf_counter()
         got = extract_verilog(text, TOP)
@@ -134,9 +147,12 @@ def test_adversarial_inputs_stay_linear():
 
 
 def test_large_valid_answer_with_long_dependency_chain():
-    chain = "".join(f"module m{i}(input a, output y); m{i + 1} u(a, y); endmodule\n"
-                    for i in reversed(range(20_000)))
-    completion = f"```verilog\nmodule TopModule(input a, output y); m0 u(a, y); endmodule\n```\n```\n{chain}```"
+    chain = "".join(
+        f"module m{i}(input a, output y); m{i + 1} u(a, y); endmodule\n" for i in reversed(range(20_000))
+    )
+    completion = (
+        f"```verilog\nmodule TopModule(input a, output y); m0 u(a, y); endmodule\n```\n```\n{chain}```"
+    )
     got = extract_verilog(completion, TOP)
     assert got.modules[0] == TOP and len(got.modules) == 20_001
 

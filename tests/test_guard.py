@@ -22,10 +22,14 @@ module tb;
 endmodule
 module RefModule(input a, output y); assign y = ~a; endmodule
 """
-TASK = Task(id="t/inv", prompt="invert", top_module="TopModule",
-            reference="module TopModule(input a, output y); inv_cell c(a, y); endmodule\n"
-                      "module inv_cell(input a, output y); assign y = ~a; endmodule",
-            testbench=TESTBENCH)
+TASK = Task(
+    id="t/inv",
+    prompt="invert",
+    top_module="TopModule",
+    reference="module TopModule(input a, output y); inv_cell c(a, y); endmodule\n"
+    "module inv_cell(input a, output y); assign y = ~a; endmodule",
+    testbench=TESTBENCH,
+)
 RESERVED = reserved_names(TASK)
 
 CLEAN = """
@@ -80,8 +84,10 @@ def test_reserved_names_cover_testbench_and_prefix():
 
 
 def test_golden_helper_names_are_free_by_default():
-    code = ("module inv_cell(input a, output y); assign y = ~a; endmodule\n"
-            "module TopModule(input a, output y); inv_cell c(a, y); endmodule")
+    code = (
+        "module inv_cell(input a, output y); assign y = ~a; endmodule\n"
+        "module TopModule(input a, output y); inv_cell c(a, y); endmodule"
+    )
     assert _violations(code) == []
     found = check_candidate(code, reserved_names(TASK, include_reference_helpers=True))
     assert any("inv_cell uses a name reserved" in v for v in found)
@@ -101,14 +107,18 @@ def test_stop_and_fatal():
 
 
 def test_fopen_write():
-    _rejects('module TopModule(input a); integer f;\n'
-             'initial begin f = $fopen("out.txt", "w"); $fdisplay(f, "Mismatches: 0"); end endmodule',
-             "$fopen")
+    _rejects(
+        "module TopModule(input a); integer f;\n"
+        'initial begin f = $fopen("out.txt", "w"); $fdisplay(f, "Mismatches: 0"); end endmodule',
+        "$fopen",
+    )
 
 
 def test_readmemh_of_host_file():
-    _rejects('module TopModule(input a); reg [7:0] m [0:3];\ninitial $readmemh("/etc/passwd", m); endmodule',
-             "$readmemh")
+    _rejects(
+        'module TopModule(input a); reg [7:0] m [0:3];\ninitial $readmemh("/etc/passwd", m); endmodule',
+        "$readmemh",
+    )
 
 
 def test_include_of_host_file():
@@ -124,8 +134,11 @@ def test_verilator_c_escape():
 
 
 def test_dpi_import():
-    _rejects('module TopModule(input a);\nimport "DPI-C" function int system(input string cmd);\n'
-             'initial system("ls"); endmodule', "DPI import")
+    _rejects(
+        'module TopModule(input a);\nimport "DPI-C" function int system(input string cmd);\n'
+        'initial system("ls"); endmodule',
+        "DPI import",
+    )
 
 
 def test_dump_tasks():
@@ -133,8 +146,10 @@ def test_dump_tasks():
 
 
 def test_plusargs():
-    _rejects('module TopModule(input a, output y);\nassign y = $test$plusargs("rtlf") ? a : ~a; endmodule',
-             "$test$plusargs")
+    _rejects(
+        'module TopModule(input a, output y);\nassign y = $test$plusargs("rtlf") ? a : ~a; endmodule',
+        "$test$plusargs",
+    )
 
 
 def test_unknown_system_name_is_rejected_by_allow_list():
@@ -150,9 +165,11 @@ def test_hierarchical_reference_into_refmodule():
 
 
 def test_upward_reference_through_a_fake_wrapper():
-    code = ("module wrap; TopModule dut(); helper gold(); endmodule\n"
-            "module helper(output y); assign y = 1; endmodule\n"
-            "module TopModule(input a, output y); assign y = gold.y; endmodule")
+    code = (
+        "module wrap; TopModule dut(); helper gold(); endmodule\n"
+        "module helper(output y); assign y = 1; endmodule\n"
+        "module TopModule(input a, output y); assign y = gold.y; endmodule"
+    )
     _rejects(code, "gold.y")
 
 
@@ -174,18 +191,24 @@ def test_calling_an_undeclared_task_that_the_harness_might_define():
 
 
 def test_force():
-    _rejects("module TopModule(input a, output y); assign y = a; initial force tb.y_dut = 1; endmodule",
-             "force")
+    _rejects(
+        "module TopModule(input a, output y); assign y = a; initial force tb.y_dut = 1; endmodule", "force"
+    )
 
 
 def test_procedural_assign_and_deassign():
-    _rejects("module TopModule(input a); reg r; initial begin assign r = 1; deassign r; end endmodule",
-             "procedural assign")
+    _rejects(
+        "module TopModule(input a); reg r; initial begin assign r = 1; deassign r; end endmodule",
+        "procedural assign",
+    )
 
 
 def test_defparam():
-    _rejects("module sub; parameter P = 0; endmodule\n"
-             "module TopModule(input a); sub s(); defparam s.P = 1; endmodule", "defparam")
+    _rejects(
+        "module sub; parameter P = 0; endmodule\n"
+        "module TopModule(input a); sub s(); defparam s.P = 1; endmodule",
+        "defparam",
+    )
 
 
 def test_bind():
@@ -193,12 +216,17 @@ def test_bind():
 
 
 def test_redefining_refmodule():
-    _rejects("module RefModule(input a, output y); assign y = 0; endmodule\n"
-             "module TopModule(input a, output y); assign y = 0; endmodule", "RefModule uses a name reserved")
+    _rejects(
+        "module RefModule(input a, output y); assign y = 0; endmodule\n"
+        "module TopModule(input a, output y); assign y = 0; endmodule",
+        "RefModule uses a name reserved",
+    )
 
 
 def test_redefining_the_harness_module_even_escaped():
-    _rejects("module \\tb (input a); endmodule\nmodule TopModule(input a); endmodule", "tb uses a name reserved")
+    _rejects(
+        "module \\tb (input a); endmodule\nmodule TopModule(input a); endmodule", "tb uses a name reserved"
+    )
     _rejects("module rtlf_harness; endmodule\nmodule TopModule(input a); endmodule", "rtlf_harness")
 
 
@@ -207,15 +235,19 @@ def test_redefining_a_testbench_module():
 
 
 def test_macro_token_pasting_builds_system_task():
-    _rejects("`define S(x) $sys``x\nmodule TopModule(input a); initial `S(tem)(\"ls\"); endmodule",
-             "token pasting")
+    _rejects(
+        '`define S(x) $sys``x\nmodule TopModule(input a); initial `S(tem)("ls"); endmodule', "token pasting"
+    )
     _rejects("`define F $fin``ish\nmodule TopModule(input a); initial `F; endmodule", "token pasting")
 
 
 def test_macro_glued_to_system_name():
     # Icarus' preprocessor emits text, so "$write`M" would be re-lexed as $writememh.
-    _rejects("`define M memh\nmodule TopModule(input a); reg [1:0] m [0:1];\n"
-             "initial $write`M(\"f.hex\", m); endmodule", "glued")
+    _rejects(
+        "`define M memh\nmodule TopModule(input a); reg [1:0] m [0:1];\n"
+        'initial $write`M("f.hex", m); endmodule',
+        "glued",
+    )
 
 
 def test_macro_holding_a_forbidden_task():
@@ -223,19 +255,27 @@ def test_macro_holding_a_forbidden_task():
 
 
 def test_tool_specific_conditional_compilation():
-    _rejects("module TopModule(input a, output y);\n`ifdef VERILATOR\n assign y = a;\n`else\n"
-             " assign y = ~a;\n`endif\nendmodule", "`ifdef VERILATOR")
+    _rejects(
+        "module TopModule(input a, output y);\n`ifdef VERILATOR\n assign y = a;\n`else\n"
+        " assign y = ~a;\n`endif\nendmodule",
+        "`ifdef VERILATOR",
+    )
 
 
 def test_own_macro_conditionals_are_fine():
-    code = ("`define FAST\nmodule TopModule(input a, output y);\n`ifdef FAST\n assign y = a;\n`else\n"
-            " assign y = ~a;\n`endif\nendmodule")
+    code = (
+        "`define FAST\nmodule TopModule(input a, output y);\n`ifdef FAST\n assign y = a;\n`else\n"
+        " assign y = ~a;\n`endif\nendmodule"
+    )
     assert _violations(code) == []
 
 
 def test_translate_off_pragma():
-    _rejects("module TopModule(input a, output y);\n// synopsys translate_off\nassign y = a;\n"
-             "// synopsys translate_on\nendmodule", "translate_off")
+    _rejects(
+        "module TopModule(input a, output y);\n// synopsys translate_off\nassign y = a;\n"
+        "// synopsys translate_on\nendmodule",
+        "translate_off",
+    )
 
 
 def test_attributes():
@@ -249,8 +289,10 @@ def test_program_class_and_package():
 
 
 def test_forbidden_names_in_comments_strings_and_escaped_identifiers_are_harmless():
-    code = ('module TopModule(input a, output y); // $finish $system\n/* `include "x" */\n'
-            'wire \\$finish = a; initial $display("$fopen tb.ref_i"); assign y = \\$finish ; endmodule')
+    code = (
+        'module TopModule(input a, output y); // $finish $system\n/* `include "x" */\n'
+        'wire \\$finish = a; initial $display("$fopen tb.ref_i"); assign y = \\$finish ; endmodule'
+    )
     assert _violations(code) == []
 
 
@@ -275,10 +317,17 @@ def test_benchmark_goldens_pass_the_guard(pattern):
 def test_glued_macro_really_changes_what_icarus_compiles():
     """The reason for the glue rule, checked on the real tool: Icarus' preprocessor output turns
     ``$write`M`` into ``$writememh`` and ``$`F`` into ``$finish`` (pyslang sees other tokens)."""
-    code = ("`define M memh\n`define F finish\nmodule TopModule(input a); reg [7:0] m [0:1];\n"
-            "initial begin $write`M(\"out.hex\", m); $`F; end\nendmodule\n")
-    job = Job(argv=(IVERILOG.binary(), "-g2012", "-E", "-o", "pre.v", "c.v"), files=(("c.v", code),),
-              limits=Limits(cpu_s=10, wall_s=30), outputs=("pre.v",), ro_binds=IVERILOG.ro_binds())
+    code = (
+        "`define M memh\n`define F finish\nmodule TopModule(input a); reg [7:0] m [0:1];\n"
+        'initial begin $write`M("out.hex", m); $`F; end\nendmodule\n'
+    )
+    job = Job(
+        argv=(IVERILOG.binary(), "-g2012", "-E", "-o", "pre.v", "c.v"),
+        files=(("c.v", code),),
+        limits=Limits(cpu_s=10, wall_s=30),
+        outputs=("pre.v",),
+        ro_binds=IVERILOG.ro_binds(),
+    )
     result = run_job(job)
     assert result.returncode == 0, result.tail()
     expanded = result.outputs["pre.v"].decode()
@@ -298,5 +347,7 @@ def test_string_continued_over_a_newline_is_scanned_as_code():
 
 def test_unparseable_code_with_spaced_dotted_name():
     _rejects("module TopModule(input a, output y); assign y = tb . ref_i /* x */ . y + ; endmodule", "dotted")
-    assert _violations("module TopModule(input a, output y); sub s(.a(a), .y(y)); assign y = 1.5 + ; "
-                       "endmodule") == []
+    assert (
+        _violations("module TopModule(input a, output y); sub s(.a(a), .y(y)); assign y = 1.5 + ; endmodule")
+        == []
+    )

@@ -66,22 +66,32 @@ def test_parse_ports_non_ansi_with_localparam_width():
     """
     ports = parse_ports(code, "TopModule")
     assert [(p.name, p.direction, p.width) for p in ports] == [
-        ("a", "input", 5), ("b", "output", 1), ("c", "output", 8)]
+        ("a", "input", 5),
+        ("b", "output", 1),
+        ("c", "output", 8),
+    ]
 
 
 def test_parse_ports_picks_the_named_module_among_several():
-    code = "module helper(input x, output y); assign y = x; endmodule\n" \
-           "module TopModule(input [2:0] i, output o); helper h(.x(i[0]), .y(o)); endmodule\n"
+    code = (
+        "module helper(input x, output y); assign y = x; endmodule\n"
+        "module TopModule(input [2:0] i, output o); helper h(.x(i[0]), .y(o)); endmodule\n"
+    )
     assert [p.name for p in parse_ports(code, "TopModule")] == ["i", "o"]
     assert [p.name for p in parse_ports(code, "helper")] == ["x", "y"]
 
 
 def test_parse_ports_struct_enum_and_int_types():
-    code = ("typedef struct packed { logic [3:0] hi; logic lo; } pair_t;\n"
-            "module TopModule(input pair_t p, input int i, output byte b, input [3:-4] fx); endmodule")
+    code = (
+        "typedef struct packed { logic [3:0] hi; logic lo; } pair_t;\n"
+        "module TopModule(input pair_t p, input int i, output byte b, input [3:-4] fx); endmodule"
+    )
     assert parse_ports(code, "TopModule") == [
-        Port("p", "input", 5, 4, 0, False), Port("i", "input", 32, 31, 0, True),
-        Port("b", "output", 8, 7, 0, True), Port("fx", "input", 8, 3, -4, False)]
+        Port("p", "input", 5, 4, 0, False),
+        Port("i", "input", 32, 31, 0, True),
+        Port("b", "output", 8, 7, 0, True),
+        Port("fx", "input", 8, 3, -4, False),
+    ]
 
 
 def test_parse_ports_rejects_unpacked_and_real_ports():
@@ -121,8 +131,10 @@ def test_check_interface_same_ports_any_order_and_style():
 
 
 def test_check_interface_parameter_width_must_resolve_to_the_same_value():
-    code = "module TopModule #(parameter N = 4) (input clk, input [2*N-1:0] a, input [7:0] b, " \
-           "output reg [2*N:0] sum); endmodule"
+    code = (
+        "module TopModule #(parameter N = 4) (input clk, input [2*N-1:0] a, input [7:0] b, "
+        "output reg [2*N:0] sum); endmodule"
+    )
     assert check_interface(_task(), code) is None
 
 
@@ -145,8 +157,7 @@ def test_check_interface_wrong_direction():
 
 
 def test_check_interface_extra_port():
-    code = "module TopModule(input clk, input rst, input [7:0] a, input [7:0] b, output [8:0] sum);" \
-           " endmodule"
+    code = "module TopModule(input clk, input rst, input [7:0] a, input [7:0] b, output [8:0] sum); endmodule"
     message = check_interface(_task(), code)
     assert message is not None and "unexpected extra port `input rst`" in message
 
@@ -169,8 +180,9 @@ LINT_LIMITS = Limits(cpu_s=20, wall_s=60)
 
 
 def test_lint_clean_design_is_ok():
-    result = run_lint("module TopModule(input a, output y);\n  assign y = ~a;\nendmodule\n", "TopModule",
-                      limits=LINT_LIMITS)
+    result = run_lint(
+        "module TopModule(input a, output y);\n  assign y = ~a;\nendmodule\n", "TopModule", limits=LINT_LIMITS
+    )
     assert result.ok and result.messages == [] and result.warning_count == 0 and not result.timed_out
 
 
@@ -189,7 +201,12 @@ def test_lint_width_mismatch_is_a_warning_not_a_failure():
     result = run_lint(code, "TopModule", limits=LINT_LIMITS)
     assert result.ok and result.warning_count == 1
     (warning,) = result.messages
-    assert (warning.severity, warning.code, warning.file, warning.line) == ("warning", "WIDTH", SOURCE_NAME, 2)
+    assert (warning.severity, warning.code, warning.file, warning.line) == (
+        "warning",
+        "WIDTH",
+        SOURCE_NAME,
+        2,
+    )
     assert "expects 3 bits" in warning.text
 
 
@@ -204,10 +221,12 @@ def test_lint_accepts_delays_in_initial_blocks():
 
 
 def test_lint_cpu_limit_reports_timed_out():
-    code = ("module TopModule(output y); genvar i, j;\n"
-            "generate for (i = 0; i < 1000; i = i + 1) begin : g for (j = 0; j < 1000; j = j + 1) begin : h\n"
-            "  wire [63:0] w; assign w = i * j; end end endgenerate\n"
-            "assign y = g[0].h[0].w[0];\nendmodule\n")
+    code = (
+        "module TopModule(output y); genvar i, j;\n"
+        "generate for (i = 0; i < 1000; i = i + 1) begin : g for (j = 0; j < 1000; j = j + 1) begin : h\n"
+        "  wire [63:0] w; assign w = i * j; end end endgenerate\n"
+        "assign y = g[0].h[0].w[0];\nendmodule\n"
+    )
     result = run_lint(code, "TopModule", limits=Limits(cpu_s=1, wall_s=10))
     assert not result.ok and result.timed_out and "limit" in result.log
 
@@ -219,15 +238,20 @@ def test_lint_missing_verilator_raises_tool_not_found(monkeypatch):
 
 
 def test_parse_messages_skips_excerpts_and_summary():
-    text = ("%Warning-WIDTH: candidate.sv:2:12: Operator ASSIGNW expects 3 bits\n"
-            "                         : ... In instance TopModule\n"
-            "    2 |   assign y = a;\n      |            ^\n"
-            "%Error-UNSUPPORTED: candidate.sv:7:21: Unsupported tristate construct: ASSIGNDLY\n"
-            "%Error: Specified --top-module 'X' was not found in design.\n"
-            "%Error: Exiting due to 2 error(s)\n")
+    text = (
+        "%Warning-WIDTH: candidate.sv:2:12: Operator ASSIGNW expects 3 bits\n"
+        "                         : ... In instance TopModule\n"
+        "    2 |   assign y = a;\n      |            ^\n"
+        "%Error-UNSUPPORTED: candidate.sv:7:21: Unsupported tristate construct: ASSIGNDLY\n"
+        "%Error: Specified --top-module 'X' was not found in design.\n"
+        "%Error: Exiting due to 2 error(s)\n"
+    )
     messages = parse_messages(text)
     assert [(m.severity, m.code, m.line, m.col) for m in messages] == [
-        ("warning", "WIDTH", 2, 12), ("unsupported", "UNSUPPORTED", 7, 21), ("error", "", 0, 0)]
+        ("warning", "WIDTH", 2, 12),
+        ("unsupported", "UNSUPPORTED", 7, 21),
+        ("error", "", 0, 0),
+    ]
 
 
 def _rtllm_top(path: Path, source: str) -> str:

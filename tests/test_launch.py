@@ -28,23 +28,46 @@ RECIPE = "configs/grpo/qwen2.5-coder-7b_zero3-vllm.yaml"
 
 def _cluster(tmp_path: Path, **values) -> Path:
     path = tmp_path / "cluster.yaml"
-    path.write_text(yaml.safe_dump({"train_nodes": 2, "gpus_per_node": 8, "vllm_nodes": 1,
-                                    "vllm_tensor_parallel": 4, "reward_replicas": 3, "reward_port": 9100,
-                                    **values}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "train_nodes": 2,
+                "gpus_per_node": 8,
+                "vllm_nodes": 1,
+                "vllm_tensor_parallel": 4,
+                "reward_replicas": 3,
+                "reward_port": 9100,
+                **values,
+            }
+        )
+    )
     return path
 
 
 def _render(tmp_path: Path, cluster: Path, nodes: str, algo: str = "grpo", config: str = RECIPE) -> str:
-    env = {**os.environ, "RTLF_DRY_RUN": "1", "RTLF_NODES": nodes, "RTLF_ALGO": algo, "RTLF_CONFIG": config,
-           "RTLF_CLUSTER": str(cluster), "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", "launch/train.slurm"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=120)
+    env = {
+        **os.environ,
+        "RTLF_DRY_RUN": "1",
+        "RTLF_NODES": nodes,
+        "RTLF_ALGO": algo,
+        "RTLF_CONFIG": config,
+        "RTLF_CLUSTER": str(cluster),
+        "PYTHON": sys.executable,
+    }
+    proc = subprocess.run(
+        ["bash", "launch/train.slurm"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
 def test_slurm_dry_run_prints_resources(tmp_path: Path, capsys) -> None:
-    assert main(["slurm", "--algo", "grpo", "--config", RECIPE, "--cluster", str(_cluster(tmp_path)), "--dry-run"]) == 0
+    assert (
+        main(
+            ["slurm", "--algo", "grpo", "--config", RECIPE, "--cluster", str(_cluster(tmp_path)), "--dry-run"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     sbatch = out.splitlines()[0]
     assert sbatch.startswith("sbatch ") and "--nodes=3" in sbatch and "--gpus-per-node=8" in sbatch
@@ -80,8 +103,18 @@ def test_reward_nodes_get_the_replicas(tmp_path: Path) -> None:
 
 
 def test_vllm_server_mode_without_vllm_nodes_is_an_error(tmp_path: Path, capsys) -> None:
-    rc = main(["slurm", "--algo", "grpo", "--config", RECIPE, "--cluster", str(_cluster(tmp_path, vllm_nodes=0)),
-               "--dry-run"])
+    rc = main(
+        [
+            "slurm",
+            "--algo",
+            "grpo",
+            "--config",
+            RECIPE,
+            "--cluster",
+            str(_cluster(tmp_path, vllm_nodes=0)),
+            "--dry-run",
+        ]
+    )
     assert rc == 2
     assert "vllm_nodes >= 1" in capsys.readouterr().err
 
@@ -94,21 +127,37 @@ def test_unknown_cluster_key_lists_valid_ones(tmp_path: Path) -> None:
 
 
 def test_sweep_expansion_grid_times_list() -> None:
-    jobs = expand_sweep({"grid": {"learning_rate": [1e-6, 3e-6], "beta": [0.0, 0.04]},
-                         "list": [{"epsilon_high": 0.28}, {"epsilon_high": 0.2}]})
+    jobs = expand_sweep(
+        {
+            "grid": {"learning_rate": [1e-6, 3e-6], "beta": [0.0, 0.04]},
+            "list": [{"epsilon_high": 0.28}, {"epsilon_high": 0.2}],
+        }
+    )
     assert len(jobs) == 8
     assert {tuple(sorted(j.items())) for j in jobs} == {
         (("beta", b), ("epsilon_high", e), ("learning_rate", lr))
-        for lr in (1e-6, 3e-6) for b in (0.0, 0.04) for e in (0.28, 0.2)}
+        for lr in (1e-6, 3e-6)
+        for b in (0.0, 0.04)
+        for e in (0.28, 0.2)
+    }
     with pytest.raises(LaunchError, match="grid"):
         expand_sweep({"grid": {"learning_rate": []}})
 
 
 def test_sweep_dry_run_writes_resolved_configs(tmp_path: Path, capsys) -> None:
     sweep = tmp_path / "sweep.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "name": "lr", "algo": "grpo", "base": str(REPO / RECIPE), "output_root": str(tmp_path / "runs"),
-        "cluster": str(_cluster(tmp_path)), "grid": {"learning_rate": [1e-6, 2e-6, 3e-6]}}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "name": "lr",
+                "algo": "grpo",
+                "base": str(REPO / RECIPE),
+                "output_root": str(tmp_path / "runs"),
+                "cluster": str(_cluster(tmp_path)),
+                "grid": {"learning_rate": [1e-6, 2e-6, 3e-6]},
+            }
+        )
+    )
     assert main(["sweep", "--sweep", str(sweep), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "--array=0-2" in out
@@ -123,7 +172,9 @@ def test_sweep_dry_run_writes_resolved_configs(tmp_path: Path, capsys) -> None:
 
 
 def test_every_plan_env_value_is_shell_safe(tmp_path: Path) -> None:
-    plan = Plan("grpo", RECIPE, load_yaml_dataclass(ClusterConfig, _cluster(tmp_path)), read_run_config(REPO / RECIPE))
+    plan = Plan(
+        "grpo", RECIPE, load_yaml_dataclass(ClusterConfig, _cluster(tmp_path)), read_run_config(REPO / RECIPE)
+    )
     env = plan.env()
     assert env["RTLF_TOTAL_NODES"] == "3" and env["RTLF_REWARD_REPLICAS"] == "3"
     assert all("\n" not in value for value in env.values())
@@ -134,17 +185,56 @@ def test_local_launcher_runs_one_grpo_step_and_cleans_up(tmp_path: Path) -> None
     from train.tiny import build_tiny_model, task_texts
 
     tasks_file = REPO / "tests" / "data" / "grpo_tasks.jsonl"
-    model = build_tiny_model(tmp_path / "policy", task_texts(load_tasks(tasks_file)), vocab_size=600,
-                             hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128)
+    model = build_tiny_model(
+        tmp_path / "policy",
+        task_texts(load_tasks(tasks_file)),
+        vocab_size=600,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=128,
+    )
     before = subprocess.run(["pgrep", "-f", "rewards.server"], capture_output=True, text=True).stdout.split()
     proc = subprocess.run(
-        [sys.executable, "-m", "train.launch", "local", "--algo", "grpo", "--config", "configs/grpo/tiny_cpu.yaml",
-         "--reward-workers", "2", "--", "--model_name_or_path", str(model), "--train_tasks", str(tasks_file),
-         "--max_steps", "1", "--output_dir", str(tmp_path / "run"), "--eval_pass_at_1", "false",
-         "--report_to", "none", "--save_strategy", "no", "--per_device_train_batch_size", "8",
-         "--num_generations", "4", "--max_completion_length", "32"],
-        cwd=REPO, capture_output=True, text=True, timeout=1200,
-        env={**os.environ, "RTLFORGE_REWARD_CACHE": str(tmp_path / "reward-cache.sqlite")})
+        [
+            sys.executable,
+            "-m",
+            "train.launch",
+            "local",
+            "--algo",
+            "grpo",
+            "--config",
+            "configs/grpo/tiny_cpu.yaml",
+            "--reward-workers",
+            "2",
+            "--",
+            "--model_name_or_path",
+            str(model),
+            "--train_tasks",
+            str(tasks_file),
+            "--max_steps",
+            "1",
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--eval_pass_at_1",
+            "false",
+            "--report_to",
+            "none",
+            "--save_strategy",
+            "no",
+            "--per_device_train_batch_size",
+            "8",
+            "--num_generations",
+            "4",
+            "--max_completion_length",
+            "32",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "RTLFORGE_REWARD_CACHE": str(tmp_path / "reward-cache.sqlite")},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "launch: reward server at http://127.0.0.1:" in proc.stdout
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -154,15 +244,33 @@ def test_local_launcher_runs_one_grpo_step_and_cleans_up(tmp_path: Path) -> None
 
 
 def test_evals_job_dry_run_keeps_arguments_intact(tmp_path: Path, capsys) -> None:
-    args = ["--suite", "rtllm-v1.1", "--data", "../shared/benchmarks", "--model", "ckpt dir", "--n", "10",
-            "--out", "runs/e"]
+    args = [
+        "--suite",
+        "rtllm-v1.1",
+        "--data",
+        "../shared/benchmarks",
+        "--model",
+        "ckpt dir",
+        "--n",
+        "10",
+        "--out",
+        "runs/e",
+    ]
     assert main(["evals", "--cluster", str(_cluster(tmp_path)), "--dry-run", "--", *args]) == 0
     line = capsys.readouterr().out.strip()
     assert "--nodes=1" in line and "--gpus-per-node=8" in line and line.endswith("launch/eval.slurm")
     quoted = line.split(" sbatch ")[0].split("=", 1)[1]
-    env = {**os.environ, "RTLF_DRY_RUN": "1", "RTLF_EVAL_ARGS": subprocess.run(
-        ["bash", "-c", f"printf %s {quoted}"], capture_output=True, text=True).stdout, "SLURM_CPUS_PER_TASK": "16",
-        "PYTHON": sys.executable}
-    out = subprocess.run(["bash", "launch/eval.slurm"], cwd=REPO, env=env, capture_output=True, text=True).stdout
+    env = {
+        **os.environ,
+        "RTLF_DRY_RUN": "1",
+        "RTLF_EVAL_ARGS": subprocess.run(
+            ["bash", "-c", f"printf %s {quoted}"], capture_output=True, text=True
+        ).stdout,
+        "SLURM_CPUS_PER_TASK": "16",
+        "PYTHON": sys.executable,
+    }
+    out = subprocess.run(
+        ["bash", "launch/eval.slurm"], cwd=REPO, env=env, capture_output=True, text=True
+    ).stdout
     assert out.strip() == f"+ {sys.executable} -m evals run " + " ".join(args) + " --jobs 16"
     assert main(["evals", "--cluster", str(_cluster(tmp_path)), "--dry-run"]) == 2

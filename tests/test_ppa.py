@@ -58,8 +58,9 @@ def _task(reference: str, **meta) -> Task:
 
 
 def _score(task: Task, code: str, metric: str = "area_delay", max_gain: float = 2.0):
-    return ppa.score_ppa(task, code, metric=metric, max_gain=max_gain, synth_limits=LIMITS,
-                         sta_limits=LIMITS, sandbox=True)
+    return ppa.score_ppa(
+        task, code, metric=metric, max_gain=max_gain, synth_limits=LIMITS, sta_limits=LIMITS, sandbox=True
+    )
 
 
 def test_adder_area_delay_power_positive():

@@ -41,8 +41,12 @@ endmodule
 
 
 def _fixture(name: str) -> Task:
-    return Task(id=f"fixture/{name}", prompt="spec", top_module="TopModule",
-                reference=(DATA / f"{name}.v").read_text())
+    return Task(
+        id=f"fixture/{name}",
+        prompt="spec",
+        top_module="TopModule",
+        reference=(DATA / f"{name}.v").read_text(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,43 +87,50 @@ def _assert_fails(result, allowed=None) -> None:
 def _function_level(task: Task, code: str):
     if task.testbench:
         return run_testbench(task, code, limits=LIMITS)
-    return run_cosim(task, code, seeds=tuple(CONFIG.seeds), comb_vectors=CONFIG.comb_vectors,
-                     seq_cycles=CONFIG.seq_cycles, reset_cycles=CONFIG.reset_cycles,
-                     midrun_resets=CONFIG.midrun_resets, limits=LIMITS)
+    return run_cosim(
+        task,
+        code,
+        seeds=tuple(CONFIG.seeds),
+        comb_vectors=CONFIG.comb_vectors,
+        seq_cycles=CONFIG.seq_cycles,
+        reset_cycles=CONFIG.reset_cycles,
+        midrun_resets=CONFIG.midrun_resets,
+        limits=LIMITS,
+    )
 
 
 # --- preprocessor, system names, names: rejected before simulation --------------------------
 
 STATIC = {
     "ifdef_icarus": "`ifdef __ICARUS__\n assign y_xor = 0;\n`endif",
-    "ifndef_synthesis": "`ifndef SYNTHESIS\n initial $display(\"sim\");\n`endif",
+    "ifndef_synthesis": '`ifndef SYNTHESIS\n initial $display("sim");\n`endif',
     "ifdef_verilator": "`ifdef VERILATOR\n`else\n wire w;\n`endif",
     "define_tool_macro": "`define SYNTHESIS\n`ifdef SYNTHESIS\n`endif",
-    "line": "`line 1 \"tb.sv\" 0",
+    "line": '`line 1 "tb.sv" 0',
     "undefineall": "`undefineall",
     "pragma": "`pragma protect begin",
-    "begin_keywords": "`begin_keywords \"1364-2001\"",
+    "begin_keywords": '`begin_keywords "1364-2001"',
     "unterminated_ifdef": "`define Q\n`ifdef Q",
-    "unterminated_string": "initial $display(\"abc);",
-    "include_via_macro": "`define I \"/etc/passwd\"\n`include `I",
+    "unterminated_string": 'initial $display("abc);',
+    "include_via_macro": '`define I "/etc/passwd"\n`include `I',
     "systemc": "`systemc_header\n#include <stdlib.h>\n`verilog",
-    "c_via_macro": "`define C $c\ninitial `C(\"system(\\\"id\\\")\");",
-    "fdisplay_via_macro": "`define F $fdisplay\ninitial `F(1, \"x\");",
-    "dpi_via_macro": "`define IMP import \"DPI-C\" function void exit(int c);\n`IMP",
+    "c_via_macro": '`define C $c\ninitial `C("system(\\"id\\")");',
+    "fdisplay_via_macro": '`define F $fdisplay\ninitial `F(1, "x");',
+    "dpi_via_macro": '`define IMP import "DPI-C" function void exit(int c);\n`IMP',
     "token_paste": "`define S(n) $``n\ninitial `S(finish);",
-    "swrite": "reg [8*20:1] s; initial $swrite(s, \"x\");",
+    "swrite": 'reg [8*20:1] s; initial $swrite(s, "x");',
     "countdrivers": "initial begin if ($countdrivers(a)) ; end",
     "q_initialize": "integer st; initial $q_initialize(1, 1, 10, st);",
     "printtimescale": "initial $printtimescale;",
     "scope": "initial $scope(TopModule);",
-    "sdf_annotate": "initial $sdf_annotate(\"x.sdf\");",
-    "plusargs": "initial if ($test$plusargs(\"x\")) ;",
+    "sdf_annotate": 'initial $sdf_annotate("x.sdf");',
+    "plusargs": 'initial if ($test$plusargs("x")) ;',
     "fflush": "initial $fflush();",
     "ferror": "reg [639:0] s; integer e; initial e = $ferror(1, s);",
-    "save": "initial $save(\"x\");",
-    "input": "initial $input(\"x\");",
-    "log": "initial $log(\"x\");",
-    "key": "initial $key(\"x\");",
+    "save": 'initial $save("x");',
+    "input": 'initial $input("x");',
+    "log": 'initial $log("x");',
+    "key": 'initial $key("x");',
     "reset": "initial $reset;",
     "escaped_system_name": "initial \\$finish ;",
     "zero_width_space": "initial $fin\u200bish;",
@@ -128,13 +139,15 @@ STATIC = {
     "upward_event": "initial -> tb.ev;",
     "upward_disable": "initial disable tb;",
     "root": "initial $display($root.tb.x);",
-    "hidden_scope_upward": ("function automatic integer f(input integer x); begin : stats1 f = x; end endfunction\n"
-                            "always #1 stats1.errors = 0;"),
+    "hidden_scope_upward": (
+        "function automatic integer f(input integer x); begin : stats1 f = x; end endfunction\n"
+        "always #1 stats1.errors = 0;"
+    ),
     "tran": "wire q = 1'bx; tran(a[0], q);",
     "rtranif": "wire q = 1'bx; rtranif1(a[0], q, 1'b1); tranif0(b[0], q, 1'b0);",
     "alias": "wire [3:0] q = 4'bx; alias a = q;",
     "attribute": "(* keep *) wire k;",
-    "translate_off": "// synopsys translate_off\ninitial $display(\"x\");\n// synopsys translate_on",
+    "translate_off": '// synopsys translate_off\ninitial $display("x");\n// synopsys translate_on',
     "force": "initial force y_and = 4'b0;",
     "deep_generate": "genvar gi; generate for (gi = 0; gi < 100000000; gi = gi + 1) begin : g wire w; end endgenerate",
     "verilator_internal_error": "localparam integer P = 1 / 0; wire [P:0] w;",
@@ -172,11 +185,16 @@ def test_candidate_cannot_x_out_the_reference_through_its_inputs(name, tb_task):
     _assert_fails(_score(tb_task, code))
 
 
-INOUT_DRIVER = "module drv(inout [1:0] io); bufif1 g0(io[0], 1'bx, 1'b1); bufif1 g1(io[1], 1'bx, 1'b1); endmodule"
+INOUT_DRIVER = (
+    "module drv(inout [1:0] io); bufif1 g0(io[0], 1'bx, 1'b1); bufif1 g1(io[1], 1'bx, 1'b1); endmodule"
+)
 
 
-@pytest.mark.parametrize("items,extra", [(DRIVE_INPUTS["tran"], ""), ("drv d(.io({a, b}));", INOUT_DRIVER)],
-                         ids=["tran", "inout_concat"])
+@pytest.mark.parametrize(
+    "items,extra",
+    [(DRIVE_INPUTS["tran"], ""), ("drv d(.io({a, b}));", INOUT_DRIVER)],
+    ids=["tran", "inout_concat"],
+)
 def test_function_level_refuses_shared_net_drivers_without_guard_or_lint(items, extra, tb_task, monkeypatch):
     """Without the guard and Verilator (run_testbench alone) the bench refuses both attacks; with
     that refusal switched off they pass, so the refusal is what stops them."""
@@ -206,7 +224,7 @@ NAMES = {
     "escaped_refmodule": "module \\RefModule (input a, input b, output out); assign out = a | b; endmodule",
     "escaped_stimulus_gen": "module \\stimulus_gen (input clk, output reg a, output reg b); endmodule",
     "stimulus_gen": "module stimulus_gen (input clk, output reg a, output reg b); initial {a, b} = 0; endmodule",
-    "harness_other_case": "module RTLF_TB; initial $display(\"pass\"); endmodule\nmodule Tb; endmodule",
+    "harness_other_case": 'module RTLF_TB; initial $display("pass"); endmodule\nmodule Tb; endmodule',
     "duplicate_top": "module TopModule (input a, input b, output out); assign out = a & b; endmodule",
     "escaped_duplicate_top": "module \\TopModule (input a, input b, output out); assign out = a & b; endmodule",
     "instantiates_refmodule": "module Helper (input a, input b, output out); RefModule r(.a(a), .b(b), .out(out)); endmodule",
@@ -222,7 +240,9 @@ def test_harness_names_do_not_help(name, tb_task):
 
 
 def test_top_module_instantiating_refmodule_is_rejected(tb_task):
-    code = "module TopModule (input a, input b, output out);\n  RefModule r(.a(a), .b(b), .out(out));\nendmodule"
+    code = (
+        "module TopModule (input a, input b, output out);\n  RefModule r(.a(a), .b(b), .out(out));\nendmodule"
+    )
     result = _score(tb_task, code)
     _assert_fails(result, {Status.FORBIDDEN})
     assert _function_level(tb_task, code).status is Status.SYNTAX_ERROR
@@ -230,20 +250,27 @@ def test_top_module_instantiating_refmodule_is_rejected(tb_task):
 
 # --- printed verdicts, X/Z, state presets ---------------------------------------------------
 
+
 def test_printed_lines_that_look_like_trace_or_verdict_lines(cosim_task, tb_task):
-    trace = ('initial begin $display("H 0123456789abcdef01234567"); $display("0 0000 0000"); '
-             '$display("%m Mismatches: 0 in 219 samples"); end\n'
-             'final $display("E 0123456789abcdef01234567 768");')
+    trace = (
+        'initial begin $display("H 0123456789abcdef01234567"); $display("0 0000 0000"); '
+        '$display("%m Mismatches: 0 in 219 samples"); end\n'
+        'final $display("E 0123456789abcdef01234567 768");'
+    )
     _assert_fails(_score(cosim_task, COSIM_WRONG.format(items=trace, extra="")), {Status.SIM_MISMATCH})
     _assert_fails(_score(tb_task, TB_CONST.format(items=trace, extra="")), {Status.SIM_MISMATCH})
 
 
 @pytest.mark.parametrize("value", ["x", "z"])
 def test_x_and_z_outputs_mismatch(value, cosim_task, tb_task):
-    code = COSIM_WRONG.replace("a | b", "a & b").replace("a ^ b", f"4'b{value * 4}").format(items="", extra="")
+    code = (
+        COSIM_WRONG.replace("a | b", "a & b").replace("a ^ b", f"4'b{value * 4}").format(items="", extra="")
+    )
     _assert_fails(_score(cosim_task, code), {Status.SIM_MISMATCH})
-    _assert_fails(_score(tb_task, TB_CONST.replace("1'b0", f"1'b{value}").format(items="", extra="")),
-                  {Status.SIM_MISMATCH})
+    _assert_fails(
+        _score(tb_task, TB_CONST.replace("1'b0", f"1'b{value}").format(items="", extra="")),
+        {Status.SIM_MISMATCH},
+    )
 
 
 @pytest.mark.parametrize("problem", ["adder_8bit", "edge_detect", "freq_div", "multi_pipe_8bit"])
@@ -278,6 +305,7 @@ endmodule"""
 
 # --- in-process denial of service (the guard runs unsandboxed, inside the reward server) -----
 
+
 def test_exponential_macro_expansion_is_rejected_quickly(cosim_task):
     chain = "\n".join(f"`define A{i} (`A{i - 1} + `A{i - 1})" for i in range(1, 48))
     items = f"`define A0 1\n{chain}\nwire [31:0] blow = `A47;"
@@ -296,14 +324,26 @@ def test_pathological_nesting_is_a_rejection_not_a_crash(cosim_task):
 # --- resources ------------------------------------------------------------------------------
 
 RUNAWAY = {  # name: (items, statuses allowed, modes)
-    "zero_delay_loop": ("reg p = 0, q = 0; always @(p) q = ~q; always @(q) p = ~p; initial #0 p = 1;",
-                        {Status.SIM_TIMEOUT}, ("cosim",)),
-    "output_flood": ("initial forever #0.001 $display(\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\");",
-                     {Status.RESOURCE_LIMIT, Status.SIM_TIMEOUT}, ("cosim", "testbench")),
-    "huge_vector": ("reg [(1<<28)-1:0] w; initial w = ~0;", {Status.RESOURCE_LIMIT, Status.SIM_TIMEOUT},
-                    ("cosim",)),
-    "hang_before_end": ("reg p = 0, q = 0; always @(p) q = ~q; always @(q) p = ~p; initial #200 p = 1;",
-                        {Status.SIM_TIMEOUT}, ("testbench",)),
+    "zero_delay_loop": (
+        "reg p = 0, q = 0; always @(p) q = ~q; always @(q) p = ~p; initial #0 p = 1;",
+        {Status.SIM_TIMEOUT},
+        ("cosim",),
+    ),
+    "output_flood": (
+        'initial forever #0.001 $display("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");',
+        {Status.RESOURCE_LIMIT, Status.SIM_TIMEOUT},
+        ("cosim", "testbench"),
+    ),
+    "huge_vector": (
+        "reg [(1<<28)-1:0] w; initial w = ~0;",
+        {Status.RESOURCE_LIMIT, Status.SIM_TIMEOUT},
+        ("cosim",),
+    ),
+    "hang_before_end": (
+        "reg p = 0, q = 0; always @(p) q = ~q; always @(q) p = ~p; initial #200 p = 1;",
+        {Status.SIM_TIMEOUT},
+        ("testbench",),
+    ),
 }
 
 
@@ -326,8 +366,10 @@ def test_host_files_untouched_even_without_the_guard(cosim_task, tb_task, tmp_pa
     os.chmod(canary, 0o777)
     os.chmod(tmp_path, 0o777)
     target = canary / "pwned"
-    items = (f'integer f; initial begin f = $fopen("{target}", "w"); $fdisplay(f, "x"); $fclose(f); '
-             f'$system("touch {target}"); end')
+    items = (
+        f'integer f; initial begin f = $fopen("{target}", "w"); $fdisplay(f, "x"); $fclose(f); '
+        f'$system("touch {target}"); end'
+    )
     for task, template in ((cosim_task, COSIM_WRONG), (tb_task, TB_CONST)):
         code = template.format(items=items, extra="")
         _assert_fails(_score(task, code), {Status.FORBIDDEN})
@@ -394,8 +436,9 @@ def test_batch_dedup_does_not_share_a_pass_with_a_commented_out_variant(cosim_ta
 
 
 def test_function_level_cannot_forge_an_infrastructure_error(cosim_task):
-    code = ('`line 1 "bwrap: setting up uid map" 0\n'
-            + COSIM_WRONG.replace("a | b", "no_such_net").format(items="", extra=""))
+    code = '`line 1 "bwrap: setting up uid map" 0\n' + COSIM_WRONG.replace("a | b", "no_such_net").format(
+        items="", extra=""
+    )
     assert _score(cosim_task, code).status is Status.FORBIDDEN
     assert _function_level(cosim_task, code).status is Status.SYNTAX_ERROR
 

@@ -121,8 +121,10 @@ def test_only_loopback_interface():
     assert interfaces == {"lo"}
 
 
-@pytest.mark.parametrize("target", ["/usr/rtlf-probe", "/work/rtlf-probe", "/root/rtlf-probe",
-                                    "/etc/rtlf-probe", "/job/../rtlf-probe"])
+@pytest.mark.parametrize(
+    "target",
+    ["/usr/rtlf-probe", "/work/rtlf-probe", "/root/rtlf-probe", "/etc/rtlf-probe", "/job/../rtlf-probe"],
+)
 def test_no_write_outside_job_dir(target):
     result = run_job(_sh(f"echo x > {target} && echo WROTE"))
     host = Path(target.replace("/job/../", "/"))
@@ -155,7 +157,9 @@ def test_host_files_not_readable(path):
 
 def test_runs_unprivileged():
     result = run_job(_sh("cat /proc/self/status"))
-    caps = {line.split(":")[0]: line.split(":")[1].strip() for line in result.stdout.splitlines() if ":" in line}
+    caps = {
+        line.split(":")[0]: line.split(":")[1].strip() for line in result.stdout.splitlines() if ":" in line
+    }
     assert int(caps["CapEff"], 16) == 0
     assert int(caps["CapPrm"], 16) == 0
 
@@ -183,14 +187,18 @@ def test_cpu_time_is_measured():
 
 def test_memory_bomb_stopped():
     limits = Limits(cpu_s=10.0, wall_s=60.0, memory_mb=256)
-    result = run_job(_py("blocks = []\nwhile True: blocks.append(bytearray(64 * 1024 * 1024))", limits=limits))
+    result = run_job(
+        _py("blocks = []\nwhile True: blocks.append(bytearray(64 * 1024 * 1024))", limits=limits)
+    )
     assert result.returncode != 0
     assert result.memory_limit
 
 
 def test_memory_bomb_in_c_stopped():
-    source = "#include <stdlib.h>\n#include <string.h>\nint main(void){for(;;){char*p=malloc(1<<26);" \
-             "if(!p)return 42;memset(p,1,1<<26);}}\n"
+    source = (
+        "#include <stdlib.h>\n#include <string.h>\nint main(void){for(;;){char*p=malloc(1<<26);"
+        "if(!p)return 42;memset(p,1,1<<26);}}\n"
+    )
     limits = Limits(cpu_s=20.0, wall_s=60.0, memory_mb=256)
     result = run_job(_sh("cc -O0 -o bomb bomb.c && ./bomb", limits=limits, files=(("bomb.c", source),)))
     assert result.returncode == 42  # malloc failed: the address-space limit held
@@ -231,8 +239,10 @@ print("forked", children, flush=True)
 
 
 def test_parallel_cpu_jobs_no_false_timeouts():
-    job = _py("import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\nprint('done')",
-              limits=Limits(cpu_s=5.0, wall_s=120.0))
+    job = _py(
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\nprint('done')",
+        limits=Limits(cpu_s=5.0, wall_s=120.0),
+    )
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(run_job, [job] * 8))
     for result in results:
@@ -242,7 +252,9 @@ def test_parallel_cpu_jobs_no_false_timeouts():
 
 def test_file_size_limit():
     limits = Limits(cpu_s=10.0, wall_s=60.0, max_file_mb=1)
-    result = run_job(_sh("head -c 10000000 /dev/zero > big.bin; echo rc=$?", limits=limits, outputs=("big.bin",)))
+    result = run_job(
+        _sh("head -c 10000000 /dev/zero > big.bin; echo rc=$?", limits=limits, outputs=("big.bin",))
+    )
     assert "rc=0" not in result.stdout
     assert len(result.outputs.get("big.bin", b"")) <= 1024 * 1024
 
@@ -282,7 +294,9 @@ def test_job_file_names_cannot_escape():
 
 def test_wall_timeout_kills_process_tree():
     marker = f"rtlf-sleeper-{uuid.uuid4().hex}"
-    script = f"{PY} -c 'import time; time.sleep(1000)' {marker} & {PY} -c 'import time; time.sleep(1000)' {marker}"
+    script = (
+        f"{PY} -c 'import time; time.sleep(1000)' {marker} & {PY} -c 'import time; time.sleep(1000)' {marker}"
+    )
     start = time.monotonic()
     result = run_job(_sh(script, limits=Limits(cpu_s=5.0, wall_s=1.0)))
     assert result.wall_timeout and result.timed_out
@@ -305,15 +319,26 @@ def test_killed_by_signal_is_reported():
 
 # --- the EDA tools inside the sandbox --------------------------------------------------------
 
+
 def test_verilator_lint_runs_in_sandbox():
     verilator = VERILATOR.binary()
     good = "module top(input a, output y); assign y = ~a; endmodule\n"
     bad = "module top(input a, output y); assign y = ~a endmodule\n"
-    ok = run_job(Job(argv=(verilator, "--lint-only", "-Wall", "top.v"), files=(("top.v", good),),
-                     ro_binds=VERILATOR.ro_binds()))
+    ok = run_job(
+        Job(
+            argv=(verilator, "--lint-only", "-Wall", "top.v"),
+            files=(("top.v", good),),
+            ro_binds=VERILATOR.ro_binds(),
+        )
+    )
     assert ok.returncode == 0, ok.tail()
-    broken = run_job(Job(argv=(verilator, "--lint-only", "-Wall", "top.v"), files=(("top.v", bad),),
-                         ro_binds=VERILATOR.ro_binds()))
+    broken = run_job(
+        Job(
+            argv=(verilator, "--lint-only", "-Wall", "top.v"),
+            files=(("top.v", bad),),
+            ro_binds=VERILATOR.ro_binds(),
+        )
+    )
     assert broken.returncode != 0 and "%Error" in broken.stderr
 
 
@@ -334,8 +359,11 @@ module top;
 endmodule
 """
     script = f"{IVERILOG.binary()} -o sim.vvp top.v && {VVP.binary()} -n sim.vvp"
-    result = run_job(_sh(script, files=(("top.v", source),),
-                         ro_binds=tuple(set(IVERILOG.ro_binds()) | set(VVP.ro_binds()))))
+    result = run_job(
+        _sh(
+            script, files=(("top.v", source),), ro_binds=tuple(set(IVERILOG.ro_binds()) | set(VVP.ro_binds()))
+        )
+    )
     assert result.returncode == 0, result.tail()
     assert "read_passwd=0" in result.stdout
     assert not Path(host_target).exists()

@@ -24,8 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "reward" / "default.yaml"
 TINY = REPO / "tests" / "data" / "grpo_tasks.jsonl"
 COUNTER = (REPO / "tests" / "data" / "sim" / "counter10.v").read_text()
-COUNTER_TASK = {"id": "seq/counter10", "prompt": "A decade counter with enable and synchronous reset.",
-                "top_module": "TopModule", "reference": COUNTER, "meta": {"clock": "clk", "reset": "reset"}}
+COUNTER_TASK = {
+    "id": "seq/counter10",
+    "prompt": "A decade counter with enable and synchronous reset.",
+    "top_module": "TopModule",
+    "reference": COUNTER,
+    "meta": {"clock": "clk", "reset": "reset"},
+}
 
 
 def golden(task_id: str) -> str:
@@ -89,15 +94,38 @@ def test_round_trip_equals_offline_cli(server, task_file, tmp_path):
     completions = tmp_path / "completions.jsonl"
     completions.write_text("".join(json.dumps(item) + "\n" for item in items))
     out = tmp_path / "offline.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "rewards", "score", "--tasks", str(task_file), "--completions",
-                           str(completions), "--out", str(out), "--config", str(CONFIG), "--jobs", "2", "--quiet"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rewards",
+            "score",
+            "--tasks",
+            str(task_file),
+            "--completions",
+            str(completions),
+            "--out",
+            str(out),
+            "--config",
+            str(CONFIG),
+            "--jobs",
+            "2",
+            "--quiet",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     offline = [json.loads(line) for line in out.read_text().splitlines()]
     for served, expected in zip(results, offline, strict=True):
         if expected["status"] == "INVALID_INPUT":  # the CLI names the line, the server the item
-            assert (served["status"], served["reward"], served["task_id"]) == ("INVALID_INPUT", None,
-                                                                               expected["task_id"])
+            assert (served["status"], served["reward"], served["task_id"]) == (
+                "INVALID_INPUT",
+                None,
+                expected["task_id"],
+            )
         else:
             assert stable(served) == stable(expected)
 
@@ -163,9 +191,14 @@ def test_healthz_metrics_docs(server):
     assert "missing" not in health["tools"].values() and health["liberty"].endswith(".lib")
     post(server.url, json={"items": [{"task_id": "tiny/mux2", "completion": "no code"}]})
     text = httpx.get(server.url + "/metrics").text
-    for series in ("rtlforge_requests_total{code=\"200\"}", "rtlforge_items_total{status=\"FORMAT_ERROR\"}",
-                   "rtlforge_stage_seconds_bucket", "rtlforge_cache_hit_ratio", "rtlforge_queue_depth",
-                   "rtlforge_item_seconds_count"):
+    for series in (
+        'rtlforge_requests_total{code="200"}',
+        'rtlforge_items_total{status="FORMAT_ERROR"}',
+        "rtlforge_stage_seconds_bucket",
+        "rtlforge_cache_hit_ratio",
+        "rtlforge_queue_depth",
+        "rtlforge_item_seconds_count",
+    ):
         assert series in text, series
     assert httpx.get(server.url + "/docs").status_code == 200
     assert "/score" in httpx.get(server.url + "/openapi.json").json()["paths"]
@@ -173,8 +206,10 @@ def test_healthz_metrics_docs(server):
 
 def test_cache_hits_and_survives_restart(task_file, tmp_path):
     cache = tmp_path / "cache.sqlite"
-    items = [{"task_id": "tiny/xor2", "completion": golden("tiny/xor2")},
-             {"task_id": "tiny/xor2", "completion": golden("tiny/or2")}]
+    items = [
+        {"task_id": "tiny/xor2", "completion": golden("tiny/xor2")},
+        {"task_id": "tiny/xor2", "completion": golden("tiny/or2")},
+    ]
     with start_background(config=CONFIG, task_files=[task_file], workers=2, cache=cache) as first:
         fresh = post(first.url, json={"items": items}).json()["results"]
         again = post(first.url, json={"items": items}).json()["results"]
@@ -196,10 +231,14 @@ def _metric(url: str, name: str) -> float:
 
 def test_kill9_mid_batch_then_retry_completes_exactly_once(task_file, tmp_path):
     cache = tmp_path / "cache.sqlite"
-    cases = [(t, golden(t), Status.OK) for t in ("tiny/and2", "tiny/or2", "tiny/xor2", "tiny/not1", "tiny/add4")]
-    cases += [("tiny/mux2", golden("tiny/and2").replace("input b", "input b, input sel"), Status.SIM_MISMATCH),
-              ("seq/counter10", COUNTER, Status.OK), ("tiny/and2", "module TopModule(); endmodule",
-                                                      Status.INTERFACE_MISMATCH)]
+    cases = [
+        (t, golden(t), Status.OK) for t in ("tiny/and2", "tiny/or2", "tiny/xor2", "tiny/not1", "tiny/add4")
+    ]
+    cases += [
+        ("tiny/mux2", golden("tiny/and2").replace("input b", "input b, input sel"), Status.SIM_MISMATCH),
+        ("seq/counter10", COUNTER, Status.OK),
+        ("tiny/and2", "module TopModule(); endmodule", Status.INTERFACE_MISMATCH),
+    ]
     items = [{"task_id": t, "completion": c} for t, c, _ in cases]
     first = start_background(config=CONFIG, task_files=[task_file], workers=1, cache=cache)
     port = int(first.url.rsplit(":", 1)[1])
@@ -228,8 +267,17 @@ def test_kill9_mid_batch_then_retry_completes_exactly_once(task_file, tmp_path):
 
 def test_overload_answers_429_then_everyone_is_served(task_file):
     with start_background(config=CONFIG, task_files=[task_file], workers=1, cache=None, queue_items=2) as srv:
-        batches = [[{"task_id": "tiny/and2", "completion": f"module TopModule(input a, input b, output y);\n"
-                     f"// variant {n}.{k}\n  assign y = a & ;\nendmodule"} for k in range(3)] for n in range(4)]
+        batches = [
+            [
+                {
+                    "task_id": "tiny/and2",
+                    "completion": f"module TopModule(input a, input b, output y);\n"
+                    f"// variant {n}.{k}\n  assign y = a & ;\nendmodule",
+                }
+                for k in range(3)
+            ]
+            for n in range(4)
+        ]
         clients = [RewardClient([srv.url], retries=30, backoff_s=0.2, max_backoff_s=1.0) for _ in batches]
         answers: list = [None] * len(batches)
 
@@ -251,8 +299,10 @@ def test_overload_answers_429_then_everyone_is_served(task_file):
 
 
 def test_deadline_is_infra_error_and_late_results_are_cached(task_file):
-    items = [{"task_id": "tiny/or2", "completion": golden("tiny/or2")},
-             {"task_id": "tiny/not1", "completion": golden("tiny/not1")}]
+    items = [
+        {"task_id": "tiny/or2", "completion": golden("tiny/or2")},
+        {"task_id": "tiny/not1", "completion": golden("tiny/not1")},
+    ]
     with start_background(config=CONFIG, task_files=[task_file], workers=1, item_timeout_s=0.1) as srv:
         late = post(srv.url, json={"items": items}).json()["results"]
         assert [r["status"] for r in late] == ["INFRA_ERROR"] * 2
@@ -265,8 +315,10 @@ def test_deadline_is_infra_error_and_late_results_are_cached(task_file):
 
 
 def test_disconnect_drops_queued_items(task_file):
-    items = [{"task_id": t, "completion": golden(t)} for t in ("tiny/and2", "tiny/or2", "tiny/xor2", "tiny/not1",
-                                                                "tiny/add4", "tiny/mux2")]
+    items = [
+        {"task_id": t, "completion": golden(t)}
+        for t in ("tiny/and2", "tiny/or2", "tiny/xor2", "tiny/not1", "tiny/add4", "tiny/mux2")
+    ]
     with start_background(config=CONFIG, task_files=[task_file], workers=1) as srv:
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(srv.url + "/score", json={"items": items}, timeout=httpx.Timeout(1.0, connect=5.0))
@@ -275,7 +327,9 @@ def test_disconnect_drops_queued_items(task_file):
             time.sleep(0.2)
         assert _metric(srv.url, "rtlforge_cancelled_items_total") >= 1
         time.sleep(2.0)  # the item running at the disconnect finishes; the dropped ones never start
-        assert _metric(srv.url, "rtlforge_queue_depth") == 0 and _metric(srv.url, "rtlforge_running_items") == 0
+        assert (
+            _metric(srv.url, "rtlforge_queue_depth") == 0 and _metric(srv.url, "rtlforge_running_items") == 0
+        )
         assert _metric(srv.url, "rtlforge_cache_entries") < len(items)
         assert _metric(srv.url, 'rtlforge_requests_total{code="499"}') == 1
 
@@ -318,8 +372,13 @@ def test_load_thousands_of_items(server):
 
 
 def test_cli_reports_bad_config(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "rewards.server", "--port", "0", "--config",
-                           str(tmp_path / "missing.yaml")], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rewards.server", "--port", "0", "--config", str(tmp_path / "missing.yaml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
 
 
@@ -327,8 +386,10 @@ def test_concurrent_requests_share_an_item_in_flight(server):
     item = {"task_id": "tiny/xor2", "completion": golden("tiny/xor2").replace("^", "^ ~")}
     before = _metric(server.url, 'rtlforge_item_seconds_count{status="SIM_MISMATCH"}')
     answers: list = []
-    threads = [threading.Thread(target=lambda: answers.append(post(server.url, json={"items": [item]}).json()))
-               for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: answers.append(post(server.url, json={"items": [item]}).json()))
+        for _ in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

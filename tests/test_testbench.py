@@ -58,13 +58,14 @@ def test_rewrite_tags_every_print_and_routes_finish_through_the_monitor():
 
 
 def test_parse_tagged_keeps_only_bench_text():
-    out = ("junk Mismatches: 0 in 15 samples\n"
-           "cand<S1:w>done </S1>more cand<S1:l>Mismatches: 3 in 15 samples</S1>\n"
-           "<S1:l>line one\nline two</S1>\n<S1:l>unclosed %m tb_N1.dut_N1\n"
-           "<S2:l>Mismatches: 0 in 15 samples</S2>\n<S1:f></S1>\n<S1:e>15000</S1>\n")
+    out = (
+        "junk Mismatches: 0 in 15 samples\n"
+        "cand<S1:w>done </S1>more cand<S1:l>Mismatches: 3 in 15 samples</S1>\n"
+        "<S1:l>line one\nline two</S1>\n<S1:l>unclosed %m tb_N1.dut_N1\n"
+        "<S2:l>Mismatches: 0 in 15 samples</S2>\n<S1:f></S1>\n<S1:e>15000</S1>\n"
+    )
     report = parse_tagged(out, "S1", "N1")
-    assert report.lines == ["done Mismatches: 3 in 15 samples", "line one", "line two",
-                            "unclosed %m tb.dut"]
+    assert report.lines == ["done Mismatches: 3 in 15 samples", "line one", "line two", "unclosed %m tb.dut"]
     assert report.finished and report.end_time == "15000"
     assert parse_tagged(out.replace("<S1:f></S1>", ""), "S1").finished is False
 
@@ -79,11 +80,14 @@ def test_synthetic_bench_passes_the_golden_and_fails_a_mutant():
 
 
 def test_missing_testbench_is_an_infra_error():
-    task = Task(id="fixture/none", prompt="p", top_module="TopModule", reference="module TopModule; endmodule")
+    task = Task(
+        id="fixture/none", prompt="p", top_module="TopModule", reference="module TopModule; endmodule"
+    )
     assert run_testbench(task, task.reference, limits=LIMITS).status is Status.INFRA_ERROR
 
 
 # --- benchmarks ---------------------------------------------------------------------------------------
+
 
 def _suite(name: str, folder: str):
     if not (BENCHMARKS / folder).is_dir():
@@ -129,14 +133,20 @@ def test_verilogeval_v2_all_goldens_pass_except_the_errata(v2):
     assert set(_golden_failures(v2.values())) == set(ERRATA["verilogeval-v2-spec-to-rtl"])
 
 
-@pytest.mark.parametrize("problem, old, new", [
-    ("Prob014_andgate", "a & b", "a | b"),                                     # flipped operator
-    ("Prob027_fadd", "assign {cout, sum} = a+b+cin;",
-     "wire [0:0] t = a+b+cin;\n  assign {cout, sum} = t;"),                      # wrong width
-    ("Prob035_count1to10", "q == 10", "q == 9"),                               # off-by-one counter
-    ("Prob035_count1to10", "if (reset || q == 10)", "if (q == 10)"),           # missing reset
-    ("Prob132_always_if2", "else\n      shut_off_computer = 0;", ""),         # a latch
-])
+@pytest.mark.parametrize(
+    "problem, old, new",
+    [
+        ("Prob014_andgate", "a & b", "a | b"),  # flipped operator
+        (
+            "Prob027_fadd",
+            "assign {cout, sum} = a+b+cin;",
+            "wire [0:0] t = a+b+cin;\n  assign {cout, sum} = t;",
+        ),  # wrong width
+        ("Prob035_count1to10", "q == 10", "q == 9"),  # off-by-one counter
+        ("Prob035_count1to10", "if (reset || q == 10)", "if (q == 10)"),  # missing reset
+        ("Prob132_always_if2", "else\n      shut_off_computer = 0;", ""),  # a latch
+    ],
+)
 def test_verilogeval_mutants_fail_with_graded_credit(v2, problem, old, new):
     task = v2[problem]
     assert old in task.reference

@@ -48,20 +48,31 @@ class LaunchError(ValueError):
 class ClusterConfig:
     """Where the parts of a run go. Every field has a default so a small file is enough."""
 
-    train_nodes: int = field(default=1, metadata={"help": "nodes running the trainer (accelerate multi-node)"})
+    train_nodes: int = field(
+        default=1, metadata={"help": "nodes running the trainer (accelerate multi-node)"}
+    )
     gpus_per_node: int = field(default=8, metadata={"help": "GPUs per node (trainer processes per node)"})
-    vllm_nodes: int = field(default=0, metadata={"help": "nodes running `trl vllm-serve` (0: colocate or HF)"})
+    vllm_nodes: int = field(
+        default=0, metadata={"help": "nodes running `trl vllm-serve` (0: colocate or HF)"}
+    )
     vllm_tensor_parallel: int = field(default=1, metadata={"help": "tensor parallel size of the vLLM server"})
     vllm_data_parallel: int = field(default=1, metadata={"help": "data parallel size of the vLLM server"})
     vllm_port: int = field(default=8000, metadata={"help": "port of the vLLM server"})
-    reward_nodes: int = field(default=0, metadata={
-        "help": "CPU nodes for reward servers (0: run the replicas on the trainer nodes' CPU cores)"})
+    reward_nodes: int = field(
+        default=0,
+        metadata={
+            "help": "CPU nodes for reward servers (0: run the replicas on the trainer nodes' CPU cores)"
+        },
+    )
     reward_replicas: int = field(default=1, metadata={"help": "reward-server processes in total"})
     reward_workers: int = field(default=16, metadata={"help": "scoring workers per reward-server replica"})
-    reward_port: int = field(default=8100, metadata={"help": "first reward-server port (replica i: port + i)"})
+    reward_port: int = field(
+        default=8100, metadata={"help": "first reward-server port (replica i: port + i)"}
+    )
     main_port: int = field(default=29500, metadata={"help": "accelerate rendezvous port"})
-    accelerate_config: str = field(default="configs/accelerate/zero3.yaml", metadata={
-        "help": "accelerate config for the trainer"})
+    accelerate_config: str = field(
+        default="configs/accelerate/zero3.yaml", metadata={"help": "accelerate config for the trainer"}
+    )
     partition: str = field(default="", metadata={"help": "Slurm partition (empty: cluster default)"})
     account: str = field(default="", metadata={"help": "Slurm account (empty: none)"})
     time: str = field(default="24:00:00", metadata={"help": "Slurm time limit"})
@@ -70,11 +81,17 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         if self.train_nodes < 1 or self.gpus_per_node < 1:
-            raise LaunchError(f"train_nodes={self.train_nodes}, gpus_per_node={self.gpus_per_node}: both must be >= 1")
-        if self.vllm_nodes and self.vllm_tensor_parallel * self.vllm_data_parallel > self.vllm_nodes * self.gpus_per_node:
+            raise LaunchError(
+                f"train_nodes={self.train_nodes}, gpus_per_node={self.gpus_per_node}: both must be >= 1"
+            )
+        if (
+            self.vllm_nodes
+            and self.vllm_tensor_parallel * self.vllm_data_parallel > self.vllm_nodes * self.gpus_per_node
+        ):
             raise LaunchError(
                 f"vLLM needs tensor_parallel*data_parallel={self.vllm_tensor_parallel * self.vllm_data_parallel} "
-                f"GPUs but vllm_nodes*gpus_per_node={self.vllm_nodes * self.gpus_per_node}; add vllm_nodes")
+                f"GPUs but vllm_nodes*gpus_per_node={self.vllm_nodes * self.gpus_per_node}; add vllm_nodes"
+            )
         if self.reward_replicas < 1:
             raise LaunchError("reward_replicas must be >= 1 (the trainer needs a reward server)")
 
@@ -126,8 +143,10 @@ class Plan:
 
     def reward_urls(self, hosts: list[str] | None = None) -> list[str]:
         hosts = hosts or ["127.0.0.1"]
-        return [f"http://{hosts[i % len(hosts)]}:{self.cluster.reward_port + i}"
-                for i in range(self.cluster.reward_replicas)]
+        return [
+            f"http://{hosts[i % len(hosts)]}:{self.cluster.reward_port + i}"
+            for i in range(self.cluster.reward_replicas)
+        ]
 
     def trainer_args(self) -> list[str]:
         args = [ALGOS[self.algo]]
@@ -142,7 +161,8 @@ class Plan:
         if self.run.get("use_vllm") and self.run.get("vllm_mode", "server") == "server" and c.vllm_nodes == 0:
             raise LaunchError(
                 f"{self.config}: use_vllm with vllm_mode=server needs vllm_nodes >= 1 in the cluster file "
-                "(or set vllm_mode: colocate)")
+                "(or set vllm_mode: colocate)"
+            )
         return {
             "RTLF_ALGO": self.algo,
             "RTLF_CONFIG": self.config,
@@ -152,9 +172,22 @@ class Plan:
             "RTLF_NUM_PROCESSES": str(c.train_nodes * c.gpus_per_node),
             "RTLF_VLLM_NODES": str(c.vllm_nodes if use_vllm else 0),
             "RTLF_VLLM_PORT": str(c.vllm_port),
-            "RTLF_VLLM_CMD": shlex.join([
-                "trl", "vllm-serve", "--model", model, "--tensor_parallel_size", str(c.vllm_tensor_parallel),
-                "--data_parallel_size", str(c.vllm_data_parallel), "--host", "0.0.0.0", "--port", str(c.vllm_port)]),
+            "RTLF_VLLM_CMD": shlex.join(
+                [
+                    "trl",
+                    "vllm-serve",
+                    "--model",
+                    model,
+                    "--tensor_parallel_size",
+                    str(c.vllm_tensor_parallel),
+                    "--data_parallel_size",
+                    str(c.vllm_data_parallel),
+                    "--host",
+                    "0.0.0.0",
+                    "--port",
+                    str(c.vllm_port),
+                ]
+            ),
             "RTLF_REWARD_NODES": str(c.reward_nodes),
             "RTLF_REWARD_REPLICAS": str(c.reward_replicas),
             "RTLF_REWARD_PORT": str(c.reward_port),
@@ -166,10 +199,19 @@ class Plan:
         }
 
 
-def reward_server_argv(run: dict[str, Any], workers: int, host: str = "127.0.0.1", port: int | None = None) -> list[str]:
+def reward_server_argv(
+    run: dict[str, Any], workers: int, host: str = "127.0.0.1", port: int | None = None
+) -> list[str]:
     """Command line of one reward-server replica (port appended by the caller when ``port`` is None)."""
-    argv = [sys.executable if host == "127.0.0.1" else "python", "-m", "rewards.server", "--host", host,
-            "--workers", str(workers)]
+    argv = [
+        sys.executable if host == "127.0.0.1" else "python",
+        "-m",
+        "rewards.server",
+        "--host",
+        host,
+        "--workers",
+        str(workers),
+    ]
     if run.get("reward_config"):
         argv += ["--config", str(run["reward_config"])]
     tasks = [run[key] for key in ("train_tasks", "eval_tasks") if run.get(key)]
@@ -182,8 +224,15 @@ def reward_server_argv(run: dict[str, Any], workers: int, host: str = "127.0.0.1
 
 def sbatch_argv(plan: Plan, script: str, extra: list[str] | None = None) -> list[str]:
     c = plan.cluster
-    argv = ["sbatch", f"--job-name={c.job_name}", f"--nodes={c.total_nodes}", "--ntasks-per-node=1",
-            f"--cpus-per-task={c.cpus_per_task}", f"--time={c.time}", "--exclusive"]
+    argv = [
+        "sbatch",
+        f"--job-name={c.job_name}",
+        f"--nodes={c.total_nodes}",
+        "--ntasks-per-node=1",
+        f"--cpus-per-task={c.cpus_per_task}",
+        f"--time={c.time}",
+        "--exclusive",
+    ]
     if c.gpus_per_node:
         argv.append(f"--gpus-per-node={c.gpus_per_node}")
     if c.partition:
@@ -210,7 +259,9 @@ def expand_sweep(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """
     unknown = sorted(set(spec) - {"name", "algo", "base", "cluster", "grid", "list", "output_root"})
     if unknown:
-        raise LaunchError(f"sweep file has unknown keys {unknown}; valid: name, algo, base, cluster, grid, list, output_root")
+        raise LaunchError(
+            f"sweep file has unknown keys {unknown}; valid: name, algo, base, cluster, grid, list, output_root"
+        )
     grid = spec.get("grid") or {}
     if not isinstance(grid, dict) or any(not isinstance(v, list) or not v for v in grid.values()):
         raise LaunchError("sweep 'grid' must map each config key to a non-empty list of values")
@@ -239,8 +290,12 @@ def write_sweep(spec: dict[str, Any], sweep_path: str | Path) -> tuple[list[Swee
         jobs.append(SweepJob(index, overrides, config_path, run_dir))
     manifest = root / "manifest.txt"
     manifest.write_text("".join(f"{job.config_path}\n" for job in jobs))
-    (root / "sweep.json").write_text(json.dumps(
-        [{"index": j.index, "overrides": j.overrides, "config": str(j.config_path)} for j in jobs], indent=1))
+    (root / "sweep.json").write_text(
+        json.dumps(
+            [{"index": j.index, "overrides": j.overrides, "config": str(j.config_path)} for j in jobs],
+            indent=1,
+        )
+    )
     return jobs, manifest
 
 
@@ -279,15 +334,25 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
-def run_local(algo: str, config: str | None, *, vllm: bool, reward_workers: int, extra: list[str],
-              num_processes: int = 1) -> int:
+def run_local(
+    algo: str,
+    config: str | None,
+    *,
+    vllm: bool,
+    reward_workers: int,
+    extra: list[str],
+    num_processes: int = 1,
+) -> int:
     """Reward server (+ vLLM server) + trainer on this machine; everything stopped when the trainer ends."""
     run = read_run_config(config)
     procs: list[subprocess.Popen] = []
     try:
         port = _free_port()
-        procs.append(subprocess.Popen(reward_server_argv(run, reward_workers, port=port), cwd=REPO,
-                                      start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                reward_server_argv(run, reward_workers, port=port), cwd=REPO, start_new_session=True
+            )
+        )
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/healthz", 120, procs[-1])
         print(f"launch: reward server at {url}", flush=True)
@@ -299,8 +364,13 @@ def run_local(algo: str, config: str | None, *, vllm: bool, reward_workers: int,
         if vllm:
             vport = _free_port()
             model = str(run.get("model_name_or_path", ""))
-            procs.append(subprocess.Popen(["trl", "vllm-serve", "--model", model, "--port", str(vport)], cwd=REPO,
-                                          start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    ["trl", "vllm-serve", "--model", model, "--port", str(vport)],
+                    cwd=REPO,
+                    start_new_session=True,
+                )
+            )
             _wait_http(f"http://127.0.0.1:{vport}/health/", 900, procs[-1])
             trainer += ["--use_vllm", "true", "--vllm_mode", "server", "--vllm_server_port", str(vport)]
         print("launch: " + shlex.join(trainer + extra), flush=True)
@@ -315,12 +385,16 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="python -m train.launch", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("slurm", "env"):
-        p = sub.add_parser(name, help="submit a Slurm job" if name == "slurm" else "print the plan as shell variables")
+        p = sub.add_parser(
+            name, help="submit a Slurm job" if name == "slurm" else "print the plan as shell variables"
+        )
         p.add_argument("--algo", choices=sorted(ALGOS), default="grpo")
         p.add_argument("--config", default="", help="run config YAML (configs/<algo>/...)")
         p.add_argument("--cluster", default=None, help="cluster YAML (fields of ClusterConfig)")
         if name == "slurm":
-            p.add_argument("--dry-run", action="store_true", help="print the sbatch command and plan, submit nothing")
+            p.add_argument(
+                "--dry-run", action="store_true", help="print the sbatch command and plan, submit nothing"
+            )
     s = sub.add_parser("sweep", help="expand a sweep file into jobs (a Slurm array)")
     s.add_argument("--sweep", required=True)
     s.add_argument("--dry-run", action="store_true")
@@ -346,19 +420,36 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "local":
             extra = extra[1:] if extra[:1] == ["--"] else extra
-            return run_local(args.algo, args.config, vllm=args.vllm, reward_workers=args.reward_workers,
-                             extra=extra, num_processes=args.num_processes)
+            return run_local(
+                args.algo,
+                args.config,
+                vllm=args.vllm,
+                reward_workers=args.reward_workers,
+                extra=extra,
+                num_processes=args.num_processes,
+            )
         if args.command == "sweep":
             return _cmd_sweep(args)
         if args.command == "evals":
             return _cmd_evals(args, extra[1:] if extra[:1] == ["--"] else extra)
-        plan = Plan(args.algo, args.config, load_yaml_dataclass(ClusterConfig, args.cluster), read_run_config(args.config))
+        plan = Plan(
+            args.algo,
+            args.config,
+            load_yaml_dataclass(ClusterConfig, args.cluster),
+            read_run_config(args.config),
+        )
         env = plan.env()
         if args.command == "env":
             print("".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items()), end="")
             return 0
-        argv_ = sbatch_argv(plan, _script_for(args.algo), [f"--export=ALL,RTLF_CONFIG={args.config},"
-                                                           f"RTLF_ALGO={args.algo},RTLF_CLUSTER={args.cluster or ''}"])
+        argv_ = sbatch_argv(
+            plan,
+            _script_for(args.algo),
+            [
+                f"--export=ALL,RTLF_CONFIG={args.config},"
+                f"RTLF_ALGO={args.algo},RTLF_CLUSTER={args.cluster or ''}"
+            ],
+        )
         print(shlex.join(argv_))
         if args.dry_run:
             print("".join(f"  {k}={v}\n" for k, v in env.items()), end="")
@@ -371,12 +462,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_evals(args: argparse.Namespace, eval_args: list[str]) -> int:
     if not eval_args:
-        raise LaunchError("give the `python -m evals run` arguments after --, e.g. -- --suite rtllm-v1.1 "
-                          "--data ../shared/benchmarks --model CKPT --n 10 --out runs/eval")
+        raise LaunchError(
+            "give the `python -m evals run` arguments after --, e.g. -- --suite rtllm-v1.1 "
+            "--data ../shared/benchmarks --model CKPT --n 10 --out runs/eval"
+        )
     cluster = load_yaml_dataclass(ClusterConfig, args.cluster)
     c = dataclasses.replace(cluster, train_nodes=1, vllm_nodes=0, reward_nodes=0)
-    argv_ = ["sbatch", f"--job-name={c.job_name}-eval", "--nodes=1", "--ntasks=1",
-             f"--cpus-per-task={c.cpus_per_task}", f"--time={c.time}", f"--gpus-per-node={c.gpus_per_node}"]
+    argv_ = [
+        "sbatch",
+        f"--job-name={c.job_name}-eval",
+        "--nodes=1",
+        "--ntasks=1",
+        f"--cpus-per-task={c.cpus_per_task}",
+        f"--time={c.time}",
+        f"--gpus-per-node={c.gpus_per_node}",
+    ]
     argv_ += [f"--partition={c.partition}"] if c.partition else []
     argv_ += [f"--account={c.account}"] if c.account else []
     # sbatch splits --export on commas, so the arguments travel in the environment instead
@@ -399,9 +499,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     cluster = load_yaml_dataclass(ClusterConfig, args.cluster or spec.get("cluster"))
     plan = Plan(algo, str(jobs[0].config_path), cluster, read_run_config(jobs[0].config_path))
     plan.env()  # validates the topology against the first job's config
-    argv_ = sbatch_argv(plan, _script_for(algo), [
-        f"--array=0-{len(jobs) - 1}",
-        f"--export=ALL,RTLF_MANIFEST={manifest},RTLF_ALGO={algo},RTLF_CLUSTER={args.cluster or spec.get('cluster') or ''}"])
+    argv_ = sbatch_argv(
+        plan,
+        _script_for(algo),
+        [
+            f"--array=0-{len(jobs) - 1}",
+            f"--export=ALL,RTLF_MANIFEST={manifest},RTLF_ALGO={algo},RTLF_CLUSTER={args.cluster or spec.get('cluster') or ''}",
+        ],
+    )
     for job in jobs:
         print(f"job {job.index:03d}: {json.dumps(job.overrides)} -> {job.config_path}")
     print(shlex.join(argv_))

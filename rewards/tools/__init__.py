@@ -57,8 +57,9 @@ class Tool:
 @functools.cache
 def _version(binary: str, args: tuple[str, ...]) -> str:
     try:
-        proc = subprocess.run([binary, *args], capture_output=True, text=True, timeout=30,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [binary, *args], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ToolNotFound(f"{binary} did not report a version: {exc}") from exc
     text = (proc.stdout or proc.stderr).strip().splitlines()
@@ -66,7 +67,9 @@ def _version(binary: str, args: tuple[str, ...]) -> str:
 
 
 VERILATOR = Tool("verilator", "VERILATOR", "verilator", "install verilator>=5.0 (apt-get install verilator)")
-IVERILOG = Tool("iverilog", "IVERILOG", "iverilog", "install Icarus Verilog (apt-get install iverilog)", ("-V",))
+IVERILOG = Tool(
+    "iverilog", "IVERILOG", "iverilog", "install Icarus Verilog (apt-get install iverilog)", ("-V",)
+)
 VVP = Tool("vvp", "VVP", "vvp", "install Icarus Verilog (apt-get install iverilog)", ("-V",))
 YOSYS = Tool("yosys", "YOSYS", "yosys", "install yosys (apt-get install yosys)", ("-V",))
 STA = Tool("sta", "OPENSTA", "sta", "install OpenSTA (apt-get install opensta)", ("-version",))
@@ -82,7 +85,8 @@ def liberty_path() -> str:
     if not os.path.isfile(path):
         raise ToolNotFound(
             f"liberty file {path} not found: run `make setup` (installs qflow-tech-osu018's liberty) "
-            "or set $RTLFORGE_LIBERTY to a .lib file")
+            "or set $RTLFORGE_LIBERTY to a .lib file"
+        )
     return path
 
 
