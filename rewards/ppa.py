@@ -345,6 +345,10 @@ def measure(
     synth = synthesize(code, top, liberty=liberty, limits=synth_limits, sandbox=sandbox)
     if not synth.ok:
         return PpaFigures(synth=synth, sta=None)
+    if synth.cells == 0:
+        # Pure wiring or constants: no cell delays or switching power, and OpenSTA has no network to
+        # link (it errors out); the cost floors in cost() keep the ratio finite.
+        return PpaFigures(synth=synth, sta=StaResult(ok=True, delay_ns=0.0, power_mw=0.0))
     sta = time_and_power(synth.netlist, top, clock_port, liberty=liberty, limits=sta_limits, sandbox=sandbox)
     return PpaFigures(synth=synth, sta=sta)
 

@@ -203,3 +203,18 @@ def test_rtllm_goldens_are_sane(design):
     assert 100 < metrics["area"] < 100_000
     assert 0.1 < metrics["delay_ns"] < ppa.NOMINAL_PERIOD_NS
     assert 0 < metrics["power_mw"] < 100
+
+
+def test_wiring_only_design_has_zero_cost_instead_of_an_error():
+    wiring = "module top_module(input [3:0] a, output [3:0] y);\n  assign y = {a[0], a[1], a[2], a[3]};\nendmodule\n"
+    task = Task(id="ppa/wiring", prompt="reverse the bits", top_module="top_module", reference=wiring)
+    level, metrics, note = ppa.score_ppa(
+        task,
+        wiring,
+        metric="area_delay",
+        max_gain=2.0,
+        synth_limits=Limits(cpu_s=30, wall_s=120),
+        sta_limits=Limits(cpu_s=20, wall_s=80),
+    )
+    assert level == 0.5 and note == ""
+    assert metrics["cells"] == 0 and metrics["area"] == 0.0 and metrics["delay_ns"] == 0.0
