@@ -124,6 +124,16 @@ def _sample(tasks: list[Task], k: int, seed: int) -> list[Task]:
     return rng.sample(tasks, min(k, len(tasks)))
 
 
+def test_every_split_stream_yields_each_task_id_once():
+    # LFSR seeds are taken modulo the period, so two grid points can build the same design; a
+    # corpus of thousands once held the same task id twice.
+    for split in SPLITS:
+        ids = [c.task_id for c in candidate_stream(split, 0)]
+        assert ids and len(ids) == len(set(ids)), split
+        designs = {c.design.slug for c in candidate_stream(split, 0) if c.design.family == "lfsr"}
+        assert len(designs) * 3 == sum(1 for i in ids if i.startswith("lfsr/"))
+
+
 def test_committed_goldens_pass_and_their_mutants_fail():
     """A deterministic sample (the whole corpus was verified when it was generated; see manifest)."""
     tasks = [t for split in SPLITS for t in load_split(split)]

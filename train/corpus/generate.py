@@ -100,17 +100,22 @@ def _family_stream(rng: random.Random, entries: list[tuple[dict, Family]], split
 
 
 def candidate_stream(split: str, seed: int, families: Sequence[Family] = FAMILIES) -> Iterator[Candidate]:
-    """All candidates of ``split``, interleaved round-robin over families (order fixed by ``seed``)."""
+    """All candidates of ``split``, interleaved round-robin over families (order fixed by ``seed``),
+    each task id once."""
     per_family = designs_by_split(families)[split]
     names = sorted(per_family)
     rng = random.Random(f"rtlforge-corpus-{seed}-{split}")
     rng.shuffle(names)
     streams = [_family_stream(random.Random(f"{seed}-{split}-{n}"), per_family[n], split) for n in names]
+    seen: set[str] = set()
     while streams:
         alive = []
         for stream in streams:
-            candidate = next(stream, None)
+            # Different parameters can build the same design (an LFSR seed taken modulo the period):
+            # each task id is yielded once.
+            candidate = next((c for c in stream if c.task_id not in seen), None)
             if candidate is not None:
+                seen.add(candidate.task_id)
                 alive.append(stream)
                 yield candidate
         streams = alive
