@@ -42,5 +42,10 @@ if ! $PY -c 'import torch, sys; sys.exit(0 if torch.__version__.startswith("2.13
   $PY -m pip install -q "torch==2.13.0"
 fi
 $PY -m pip install -q -e ".[dev]"
+# DeepSpeed builds against the installed torch (its isolated build would fetch another torch).
+if ! $PY -c 'import deepspeed' 2>/dev/null; then
+  $PY -m pip install -q --no-build-isolation "deepspeed==0.19.8" ||
+    echo "setup: warning: DeepSpeed did not install; ZeRO configs and their test are unavailable" >&2
+fi
 $PY -m rewards tools
 echo "setup: done"

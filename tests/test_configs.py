@@ -69,6 +69,9 @@ def _check_accelerate(path: Path) -> None:
         assert "gradient_accumulation_steps" not in ds, (
             f"{path}: set gradient_accumulation_steps in the recipe only"
         )
+        # accelerate launch refuses these next to a deepspeed_config_file ("... will be ignored").
+        assert config.mixed_precision is None, f"{path}: drop mixed_precision; the JSON's bf16 is 'auto'"
+        assert set(ds) <= {"deepspeed_config_file", "zero3_init_flag"}, f"{path}: {sorted(ds)}"
 
 
 def _check_launch(path: Path, directory: str) -> None:

@@ -6,6 +6,7 @@ varying correctness: that gives groups with different rewards, hence nonzero adv
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -197,6 +198,44 @@ def _server_items(url: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
     return sum(
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("rtlforge_items_total")
+    )
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed is not installed")
+def test_deepspeed_zero2_on_two_cpu_processes(policy, server, tmp_path):
+    """The shipped DeepSpeed path (ZeRO-2 JSON, batch sizes "auto") trains on CPU: 2 steps, 32 items."""
+    out = tmp_path / "zero2"
+    argv = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "configs" / "accelerate" / "zero2_cpu.yaml"),
+        "--main_process_port",
+        str(_free_port()),
+        str(REPO / "train" / "grpo.py"),
+        *_args(
+            policy,
+            out,
+            server.url,
+            "--per_device_train_batch_size",
+            "8",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "2",
+        ),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scored_items"] == 2 * 16 and summary["infra_errors"] == 0
+    losses = [r for r in _records(out) if "loss" in r and "reward" in r]
+    assert len(losses) == 2
+    before, after = _weights(policy), _weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before), (
+        "DeepSpeed run left every weight unchanged"
     )
 
 
