@@ -71,3 +71,21 @@ def load_task_index(paths: Iterable[str | Path]) -> dict[str, Task]:
                 raise TaskFileError(f"{path}: task id {task.id!r} is defined in more than one task file")
             index[task.id] = task
     return index
+
+
+def union_tasks(*groups: Iterable[Task]) -> list[Task]:
+    """The tasks of ``groups`` in order, each id once (a run may train and evaluate on overlapping files).
+
+    Raises:
+        TaskFileError: one id names two different tasks (the groups came from different task sources).
+    """
+    out: dict[str, Task] = {}
+    for group in groups:
+        for task in group:
+            first = out.setdefault(task.id, task)
+            if first is not task and first.to_dict() != task.to_dict():
+                raise TaskFileError(
+                    f"task id {task.id!r} names two different tasks (training and evaluation task files "
+                    "disagree); give one of them another id"
+                )
+    return list(out.values())

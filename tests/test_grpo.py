@@ -6,6 +6,7 @@ varying correctness: that gives groups with different rewards, hence nonzero adv
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -20,7 +21,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from rewards.tasks import load_tasks
+from rewards.tasks import TaskFileError, load_tasks, union_tasks
 from rewards.types import LEVELS
 from train import grpo, sft
 from train.tiny import build_tiny_model, task_texts
@@ -118,6 +119,25 @@ def test_full_grpo_two_steps(policy, server, tmp_path):
     assert "dynamic_sampling/dropped_groups" in keys and "rewards/infra_error_frac" in keys
     assert summary["scored_items"] == 2 * 16 and summary["infra_errors"] == 0
     assert (out / "resolved_config.yaml").is_file() and (out / "config.yaml").is_file()
+
+
+def test_union_tasks_keeps_each_id_once_and_rejects_a_clash():
+    tasks = load_tasks(TASKS)
+    assert union_tasks(tasks, tasks[:2]) == tasks
+    clash = dataclasses.replace(tasks[0], prompt=tasks[0].prompt + " (changed)")
+    with pytest.raises(TaskFileError, match="names two different tasks"):
+        union_tasks(tasks, [clash])
+
+
+def test_eval_on_the_training_tasks_with_the_built_in_reward_server(policy, tmp_path):
+    """Overlapping train/eval task files once crashed the loopback reward server (duplicate task id)."""
+    args = _args(policy, tmp_path / "run", "unused")
+    del args[args.index("--reward_urls") : args.index("--reward_urls") + 2]
+    args[args.index("--eval_pass_at_1") + 1] = "true"
+    args[args.index("--max_steps") + 1] = "1"
+    summary = grpo.main([*args, "--eval_tasks", str(TASKS), "--eval_max_tasks", "2", "--eval_samples", "1"])
+    assert summary["before"]["tasks"] == summary["after"]["tasks"] == 2
+    assert summary["scored_items"] == 16 and summary["infra_errors"] == 0
 
 
 def test_lora_grpo_adapter_reloads_and_resumes(policy, server, tmp_path):

@@ -50,6 +50,7 @@ if __package__ in (None, ""):  # run as `python train/dpo.py` / `accelerate laun
 from trl import DPOConfig, DPOTrainer
 
 from rewards.config import ConfigError
+from rewards.tasks import union_tasks
 from rewards.types import Task
 from train.config import (
     JsonlMetrics,
@@ -352,7 +353,7 @@ def train(cfg: DPOScriptConfig) -> dict:
     save_resolved_config(cfg, cfg.output_dir)
     scorer = make_scorer(
         cfg.reward_urls,
-        [*train_tasks, *eval_tasks],
+        union_tasks(train_tasks, eval_tasks),
         reward_config=cfg.reward_config,
         timeout_s=cfg.reward_timeout_s,
         retries=cfg.reward_retries,

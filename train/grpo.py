@@ -70,6 +70,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from rewards.config import ConfigError, load_reward_config
+from rewards.tasks import union_tasks
 from rewards.types import Task
 from rollout.prompts import build_messages, render_prompt
 from train.config import (
@@ -410,13 +411,14 @@ def train(cfg: GRPOScriptConfig) -> dict:
     eval_tasks = (
         resolve_tasks(cfg.eval_tasks, "test")[: cfg.eval_max_tasks or None] if cfg.eval_pass_at_1 else []
     )
+    all_tasks = union_tasks(train_tasks, eval_tasks)  # one reward server knows both
     resolve_policy(cfg, train_tasks)
     setup_reporting(cfg)
     run_dir = Path(cfg.output_dir)
     save_resolved_config(cfg, run_dir)
     summary: dict[str, Any] = {"model": cfg.model_name_or_path, "output_dir": str(run_dir)}
-    with reward_service(cfg, [*train_tasks, *eval_tasks]) as urls:
-        client = make_client(urls, [*train_tasks, *eval_tasks], cfg)
+    with reward_service(cfg, all_tasks) as urls:
+        client = make_client(urls, all_tasks, cfg)
         reward = make_reward(client, cfg)
         model, tokenizer = load_model_and_tokenizer(cfg)
         trainer = RTLGRPOTrainer(
