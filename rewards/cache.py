@@ -12,6 +12,9 @@ cached design still gets its RESOURCE_LIMIT.
 ``INFRA_ERROR`` and ``INVALID_INPUT`` results are never stored: they say nothing about the candidate.
 Each result is committed as soon as it is computed, so a server killed mid-batch keeps everything it
 finished; with ``synchronous=NORMAL`` a commit survives a process crash (not a power cut).
+
+The file is bounded by ``max_entries``: past it, the oldest results (by when they were stored) are
+deleted, checked every ``evict_every`` writes, so a long run's cache does not grow without limit.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 KEY_SCHEMA = "rtlforge-cache-v2"
 UNCACHEABLE = frozenset({Status.INFRA_ERROR, Status.INVALID_INPUT})
 _SQL_CHUNK = 500  # stays under SQLite's bound-parameter limit
+DEFAULT_MAX_ENTRIES = 2_000_000  # a few KB each: some GB at most
 
 
 _BLANKS = " \t\r"  # Verilog whitespace at line ends; not str.strip(): a non-breaking space is an error
@@ -82,10 +86,19 @@ class ResultCache:
     """RewardResults by cache key in one SQLite file (``path=None``: in memory, for one process).
 
     Thread-safe: one connection guarded by a lock (SQLite serialises writers anyway). Several
-    processes may share a file; WAL lets readers proceed while one writes.
+    processes may share a file; WAL lets readers proceed while one writes. ``max_entries`` (None or
+    0 = unbounded) caps the number of stored results; the oldest are evicted first.
     """
 
-    def __init__(self, path: str | Path | None) -> None:
+    def __init__(
+        self, path: str | Path | None, max_entries: int | None = DEFAULT_MAX_ENTRIES, evict_every: int = 1000
+    ) -> None:
+        if max_entries is not None and max_entries < 0:
+            raise ValueError(f"cache max_entries must be >= 0 (0 = unbounded), got {max_entries}")
+        self.max_entries = max_entries or None
+        self.evict_every = max(1, evict_every)
+        self._writes = 0
+        self.evicted = 0
         self.path = str(path) if path is not None else ":memory:"
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +111,7 @@ class ResultCache:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, result TEXT NOT NULL, created REAL)"
             )
+            self._db.execute("CREATE INDEX IF NOT EXISTS results_created ON results (created)")
         except sqlite3.Error as exc:
             raise OSError(
                 f"cannot open the result cache {self.path}: {exc}. Pass another --cache path "
@@ -133,12 +147,28 @@ class ResultCache:
         try:
             with self._lock:
                 self._db.execute("INSERT OR REPLACE INTO results VALUES (?, ?, ?)", (key, blob, time.time()))
+                self._writes += 1
+                if self.max_entries and (self._writes - 1) % self.evict_every == 0:
+                    self._evict()
         except sqlite3.Error as exc:
             log.error(
                 "result cache %s: write failed (%s); the result is returned but not cached", self.path, exc
             )
             return False
         return True
+
+    def _evict(self) -> None:
+        """Delete the oldest results beyond ``max_entries`` (caller holds the lock)."""
+        excess = self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0] - self.max_entries
+        if excess > 0:
+            self._db.execute(
+                "DELETE FROM results WHERE key IN (SELECT key FROM results ORDER BY created, rowid LIMIT ?)",
+                (excess,),
+            )
+            self.evicted += excess
+            log.info(
+                "result cache %s: evicted the %d oldest results (max %d)", self.path, excess, self.max_entries
+            )
 
     def __len__(self) -> int:
         with self._lock:

@@ -56,7 +56,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from rewards.cache import ResultCache, cache_key, candidate_fingerprint, tools_fingerprint
+from rewards.cache import (
+    DEFAULT_MAX_ENTRIES,
+    ResultCache,
+    cache_key,
+    candidate_fingerprint,
+    tools_fingerprint,
+)
 from rewards.config import RewardConfig
 from rewards.metrics import Counter, Gauge, Histogram, Registry
 from rewards.score import default_jobs, score
@@ -644,6 +650,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=str(DEFAULT_CACHE),
         help="SQLite result cache ('none' = in memory only); env RTLFORGE_REWARD_CACHE",
     )
+    parser.add_argument(
+        "--cache-max-entries",
+        type=int,
+        default=DEFAULT_MAX_ENTRIES,
+        help="results kept in the cache; the oldest are evicted past it (0 = unbounded)",
+    )
     for name, f in ServerConfig.__dataclass_fields__.items():
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=type(f.default), default=f.default, help=f.metadata["help"]
@@ -666,7 +678,9 @@ def main(argv: list[str] | None = None) -> int:
         config = load_reward_config(args.config)
         tasks = load_task_index(args.tasks)
         limits = ServerConfig(**{name: getattr(args, name) for name in ServerConfig.__dataclass_fields__})
-        cache = ResultCache(None if args.cache.lower() == "none" else args.cache)
+        cache = ResultCache(
+            None if args.cache.lower() == "none" else args.cache, max_entries=args.cache_max_entries
+        )
         sock = bind_socket(args.host, args.port)
     except (ConfigError, TaskFileError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -117,6 +117,21 @@ def test_infra_and_invalid_input_are_never_stored(tmp_path):
     assert len(cache) == 1
 
 
+def test_cache_is_bounded_and_evicts_the_oldest_first(tmp_path):
+    cache = ResultCache(tmp_path / "c.sqlite", max_entries=5, evict_every=1)
+    for i in range(12):
+        assert cache.put(f"k{i}", _result())
+    assert len(cache) == 5 and cache.evicted == 7
+    kept = cache.get_many([f"k{i}" for i in range(12)])
+    assert sorted(kept) == sorted(f"k{i}" for i in range(7, 12))
+    unbounded = ResultCache(tmp_path / "u.sqlite", max_entries=0, evict_every=1)
+    for i in range(12):
+        unbounded.put(f"k{i}", _result())
+    assert len(unbounded) == 12 and unbounded.evicted == 0
+    with pytest.raises(ValueError, match="max_entries"):
+        ResultCache(None, max_entries=-1)
+
+
 def test_concurrent_writers(tmp_path):
     cache = ResultCache(tmp_path / "c.sqlite")
 
