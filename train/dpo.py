@@ -348,12 +348,13 @@ def train(cfg: DPOScriptConfig) -> dict:
     eval_tasks = (
         resolve_tasks(cfg.eval_tasks, "test")[: cfg.eval_max_tasks or None] if cfg.eval_pass_at_1 else []
     )
+    all_tasks = union_tasks(train_tasks, eval_tasks)  # checked before the policy is built
     resolve_policy(cfg, train_tasks)
     setup_reporting(cfg)
     save_resolved_config(cfg, cfg.output_dir)
     scorer = make_scorer(
         cfg.reward_urls,
-        union_tasks(train_tasks, eval_tasks),
+        all_tasks,
         reward_config=cfg.reward_config,
         timeout_s=cfg.reward_timeout_s,
         retries=cfg.reward_retries,
