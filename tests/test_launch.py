@@ -12,15 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from train.launch import (
-    ClusterConfig,
-    LaunchError,
-    Plan,
-    expand_sweep,
-    load_yaml_dataclass,
-    main,
-    read_run_config,
-)
+from launch.cli import main
+from launch.plan import ClusterConfig, LaunchError, Plan, load_yaml_dataclass, read_run_config
+from launch.sweep import expand_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = "configs/grpo/qwen2.5-coder-7b_zero3-vllm.yaml"
@@ -91,7 +85,7 @@ def test_rendered_script_places_every_part(tmp_path: Path) -> None:
     assert "--main_process_ip n1" in t and '--machine_rank "$SLURM_NODEID"' in t
     assert "--reward_urls http://n1:9100 http://n2:9101 http://n1:9102" in t
     assert "--vllm_server_host n3 --vllm_server_port 8000" in t
-    assert f"train/grpo.py --config {RECIPE}" in t
+    assert f"train/grpo.py --config {REPO / RECIPE}" in t
     assert any("wait for http://n3:8000/health/" in line for line in lines)
 
 
@@ -199,7 +193,7 @@ def test_local_launcher_runs_one_grpo_step_and_cleans_up(tmp_path: Path) -> None
         [
             sys.executable,
             "-m",
-            "train.launch",
+            "launch",
             "local",
             "--algo",
             "grpo",

@@ -29,7 +29,7 @@ def test_help_lists_fields(script: str) -> None:
         "rollout",
         "train.corpus",
         "train.pairs",
-        "train.launch",
+        "launch",
         "train.merge",
     ],
 )
