@@ -53,6 +53,19 @@ class RewardConfig:
         "to pass (official benches can be weak, e.g. accept constant outputs); evals turn it off to grade "
         "exactly like the official harness",
     )
+    # --- formal equivalence (after a co-simulation pass; see rewards/formal.py)
+    formal: str = _f(
+        "confirm",
+        "off | confirm: prove a co-simulation pass equivalent to the golden; a counterexample confirmed "
+        "in simulation turns the pass into SIM_MISMATCH, proved/bounded/unknown keep the co-sim verdict",
+    )
+    formal_cpu_s: float = _f(20.0, "CPU seconds for the proof engines per design (then bounded or unknown)")
+    formal_depth: int = _f(20, "cycles from reset searched by the bounded engine (sat -tempinduct)")
+    formal_soak_cycles: int = _f(
+        70000,
+        "cycles of the soak simulation (inputs held) for sequential designs no engine decided; covers a "
+        "16-bit counter's wrap (0 disables)",
+    )
     # --- limits (per tool call; CPU seconds hold under load, wall = cpu * wall_factor + 2)
     lint_cpu_s: float = _f(10.0, "CPU-time limit for Verilator lint")
     sim_cpu_s: float = _f(10.0, "CPU-time limit for Icarus compile + run")
@@ -83,6 +96,13 @@ class RewardConfig:
             )
         if not self.seeds:
             raise ConfigError("seeds is empty; give at least one seed, e.g. seeds: [1, 2, 3]")
+        if self.formal not in ("off", "confirm"):
+            raise ConfigError(f"formal={self.formal!r} is unknown; valid: off, confirm")
+        if self.formal_depth < 1 or self.formal_cpu_s <= 0 or self.formal_soak_cycles < 0:
+            raise ConfigError(
+                f"formal_depth={self.formal_depth}, formal_cpu_s={self.formal_cpu_s}, formal_soak_cycles="
+                f"{self.formal_soak_cycles}: need depth >= 1, cpu > 0, soak >= 0; e.g. 20, 20.0, 70000"
+            )
         if self.ppa_max_gain <= 1.0:
             raise ConfigError(f"ppa_max_gain={self.ppa_max_gain} must be > 1, e.g. 2.0")
 

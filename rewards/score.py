@@ -18,6 +18,7 @@ from rewards import cosim, guard, interface, lint, ppa, testbench
 from rewards.cache import candidate_fingerprint, normalise_layout
 from rewards.config import RewardConfig
 from rewards.extract import extract_verilog
+from rewards.formal import check_equivalence
 from rewards.sandbox import Limits, SandboxError
 from rewards.sim import SimOutcome
 from rewards.tools import TOOLS, ToolNotFound, tool_versions
@@ -213,6 +214,12 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
         credit = config.partial_credit * fraction if outcome.status is Status.SIM_MISMATCH else 0.0
         return _result(task, config, outcome.status, _levels(1.0, 1.0, credit), outcome.log, metrics)
 
+    if config.formal != "off":
+        refuted = _formal_level(task, code, config, metrics)
+        watch.lap("formal")
+        if refuted is not None:
+            return refuted
+
     ppa_level = 0.0
     if config.ppa_enabled and config.w_ppa > 0:
         ppa_level, ppa_metrics, ppa_log = ppa.score_ppa(
@@ -261,6 +268,32 @@ def _testbench_level(task: Task, code: str, config: RewardConfig) -> SimOutcome:
     return SimOutcome(
         check.status, check.matched, check.total, log_text, {**outcome.metrics, **check.metrics}
     )
+
+
+def _formal_level(task: Task, code: str, config: RewardConfig, metrics: dict) -> RewardResult | None:
+    """The formal level after a co-simulation pass (:mod:`rewards.formal`); adds ``metrics["formal"]``.
+
+    Returns the failing result when a counterexample was confirmed in simulation (SIM_MISMATCH, with
+    the graded credit of a design that matched every sampled vector), an INFRA_ERROR when a formal
+    tool crashed, and ``None`` (the co-simulation verdict stands) for proved, bounded or unknown.
+    """
+    found = check_equivalence(
+        task,
+        code,
+        cpu_s=config.formal_cpu_s,
+        depth=config.formal_depth,
+        soak_cycles=config.formal_soak_cycles,
+        reset_cycles=config.reset_cycles,
+        limits=limits_for(config, config.sim_cpu_s),
+        sandbox=config.sandbox,
+    )
+    metrics.update(found.metrics())
+    if found.verdict == "infra":
+        return RewardResult.infra_error(task.id, f"formal level: {found.reason}")
+    if found.verdict != "counterexample":
+        return None
+    levels = _levels(1.0, 1.0, config.partial_credit)
+    return _result(task, config, Status.SIM_MISMATCH, levels, found.log, metrics)
 
 
 def dedup_key(task: Task, completion: str, config: RewardConfig) -> str:
