@@ -34,7 +34,7 @@ from evals.run import (
     summarize,
     write_samples,
 )
-from rewards.config import ConfigError, load_reward_config
+from rewards.config import ConfigError, jobs_count, load_reward_config
 from rollout.sampling import add_sampling_args, sampling_config
 
 log = logging.getLogger("evals")
@@ -64,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave known errata out of the headline pass@k (both numbers are reported)",
     )
-    run.add_argument("--jobs", type=int, help="concurrent grading jobs (default: one per core)")
+    run.add_argument(
+        "--jobs", type=jobs_count, default=None, help="concurrent grading jobs (default, or 0: one per core)"
+    )
     run.add_argument(
         "--prompt-style",
         default="benchmark",
@@ -125,9 +127,9 @@ def _load_tasks(args: argparse.Namespace) -> list:
     return tasks
 
 
-def _samples(args: argparse.Namespace, tasks: list) -> list:
+def _samples(args: argparse.Namespace, tasks: list, bad_lines: list[str]) -> list:
     if args.samples:
-        return load_samples(args.samples, tasks)
+        return load_samples(args.samples, tasks, bad_lines=bad_lines)
     config = sampling_config(args, "raw", chat_template=False if args.no_chat_template else None)
     with tqdm(total=len(tasks) * args.n, desc="sampling", unit="seq") as bar:
         return draw_samples(
@@ -155,7 +157,8 @@ def run(args: argparse.Namespace) -> dict:
         raise BenchmarkError(
             f"no problems selected from {args.suite} at {args.data} (check --problems/--limit)"
         )
-    samples = _samples(args, tasks)
+    bad_lines: list[str] = []  # malformed --samples lines: skipped, reported in summary.json
+    samples = _samples(args, tasks, bad_lines)
     timings["sampling_s"] = round(time.monotonic() - start, 2)
     # Graded like the official harness: the benchmark's own test bench decides (hardened).
     config = load_reward_config(args.reward_config, ppa_enabled=False, testbench_cosim=False)
@@ -177,6 +180,7 @@ def run(args: argparse.Namespace) -> dict:
             "model": args.model,
             "base": args.base,
             "samples": str(args.samples or "") or None,
+            "invalid_sample_lines": bad_lines,
             "n": args.n if args.model else None,
             "temperature": args.temperature if args.model else None,
             "prompt_style": args.prompt_style if args.model else None,
@@ -230,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _print_summary(summary)
+    if summary["source"]["invalid_sample_lines"]:
+        print(
+            f"warning: {len(summary['source']['invalid_sample_lines'])} malformed lines of {args.samples} "
+            "were skipped (summary.json, source.invalid_sample_lines)",
+            file=sys.stderr,
+        )
     print(f"wrote {args.out}/samples.jsonl, summary.json, report.md")
     return 0
 

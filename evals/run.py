@@ -149,50 +149,78 @@ def _resolve_id(raw_id: str, tasks: dict[str, Task], suites: set[str]) -> str | 
     return matches[0] if len(matches) == 1 else None
 
 
-def load_samples(path: str | Path, tasks: Sequence[Task], *, strict: bool = False) -> list[Sample]:
+def load_samples(
+    path: str | Path, tasks: Sequence[Task], *, strict: bool = False, bad_lines: list[str] | None = None
+) -> list[Sample]:
     """Read Completion records (``task_id``, ``completion``, optional ``sample_index``) for ``tasks``.
 
     ``task_id`` may be a full id (``suite/problem``) or, when unambiguous, the bare problem name.
-    Records for tasks outside the selection are skipped (an error when ``strict``).
+    Records for tasks outside the selection are skipped (an error when ``strict``). A malformed line
+    (not JSON, no string ``task_id``/``completion``, a ``sample_index`` that is not an integer) is
+    skipped with a logged warning and its ``path:line: reason`` appended to ``bad_lines`` (an error
+    when ``strict``), so one bad line does not stop an evaluation. An empty file, or one with no
+    record for the selected problems, is a logged warning.
 
     Raises:
-        SamplesFileError: unreadable file, bad record, or (``strict``) an unknown task id.
+        SamplesFileError: unreadable file, or (``strict``) a malformed line or an unknown task id.
     """
     path = Path(path)
     by_id = {t.id: t for t in tasks}
     suites = {split_task_id(t.id)[0] for t in tasks}
     samples, next_index, skipped = [], Counter(), Counter()
+    bad = [] if bad_lines is None else bad_lines
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
         raise SamplesFileError(f"cannot read samples file {path}: {exc}") from exc
+    records = 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SamplesFileError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-        if (
-            not isinstance(record, dict)
-            or not isinstance(record.get("task_id"), str)
-            or not isinstance(record.get("completion"), str)
-        ):
-            raise SamplesFileError(f"{path}:{number}: need string fields 'task_id' and 'completion'")
-        task_id = _resolve_id(record["task_id"], by_id, suites)
+        records += 1
+        parsed = _parse_sample_line(line)
+        if isinstance(parsed, str):
+            message = f"{path}:{number}: {parsed}"
+            if strict:
+                raise SamplesFileError(message)
+            log.warning("%s; line skipped", message)
+            bad.append(message)
+            continue
+        raw_id, completion, index = parsed
+        task_id = _resolve_id(raw_id, by_id, suites)
         if task_id is None:
             if strict:
-                raise SamplesFileError(
-                    f"{path}:{number}: task {record['task_id']!r} is not in the selected suites"
-                )
-            skipped[record["task_id"]] += 1
+                raise SamplesFileError(f"{path}:{number}: task {raw_id!r} is not in the selected suites")
+            skipped[raw_id] += 1
             continue
-        index = record.get("sample_index", next_index[task_id])
-        next_index[task_id] = max(next_index[task_id], int(index) + 1)
-        samples.append(Sample(by_id[task_id], int(index), record["completion"]))
+        index = next_index[task_id] if index is None else index
+        next_index[task_id] = max(next_index[task_id], index + 1)
+        samples.append(Sample(by_id[task_id], index, completion))
     if skipped:
         log.info("skipped %d samples of %d tasks outside the selection", sum(skipped.values()), len(skipped))
+    if not records:
+        log.warning("samples file %s holds no records (it is empty or blank)", path)
+    elif not samples:
+        log.warning("none of the %d records in %s is a valid sample of the selected problems", records, path)
     return samples
+
+
+def _parse_sample_line(line: str) -> tuple[str, str, int | None] | str:
+    """``(task_id, completion, sample_index or None)`` of one samples-file line, or what is wrong with it."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"not valid JSON ({exc.msg} at column {exc.colno})"
+    if (
+        not isinstance(record, dict)
+        or not isinstance(record.get("task_id"), str)
+        or not isinstance(record.get("completion"), str)
+    ):
+        return "need string fields 'task_id' and 'completion'"
+    index = record.get("sample_index")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+        return f"sample_index must be an integer >= 0, got {index!r}"
+    return record["task_id"], record["completion"], index
 
 
 def grade_samples(

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rewards.config import ConfigError, load_reward_config
+from rewards.config import ConfigError, jobs_count, load_reward_config
 from rewards.tasks import TaskFileError, load_task_index
 from rewards.tools import liberty_path, tool_versions
 from rewards.types import RewardResult, Status, Task
@@ -63,6 +63,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"error: cannot read completions file {args.completions}: {exc}", file=sys.stderr)
         return 2
     parsed = [parse_completion_line(line, n, tasks) for n, line in enumerate(lines, start=1) if line.strip()]
+    if not parsed:
+        print(
+            f"warning: completions file {args.completions} holds no completions (empty or blank)",
+            file=sys.stderr,
+        )
     todo = [(i, item) for i, item in enumerate(parsed) if isinstance(item, tuple)]
     from tqdm import tqdm
 
@@ -107,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--completions", required=True, help="JSONL of {task_id, completion}")
     p.add_argument("--out", required=True, help="where to write one RewardResult per line")
     p.add_argument("--config", default=None, help="reward config YAML (default: built-in defaults)")
-    p.add_argument("--jobs", type=int, default=None, help="concurrent scoring jobs (default: one per core)")
+    p.add_argument(
+        "--jobs", type=jobs_count, default=None, help="concurrent scoring jobs (default, or 0: one per core)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_score)
     t = sub.add_parser("tools", help="show installed EDA tools and versions")

@@ -146,3 +146,24 @@ def load_reward_config(path: str | Path | None = None, **overrides: Any) -> Rewa
         return RewardConfig(**values)
     except TypeError as exc:
         raise ConfigError(f"bad reward config value: {exc}") from exc
+
+
+def jobs_count(text: str) -> int:
+    """``argparse`` type of every ``--jobs``/``--workers`` flag: an integer >= 0, where 0 = one per core.
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer, or negative (argparse prints it and exits 2).
+    """
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number; pass 0 for one job per core"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{value} is negative; pass a number of concurrent jobs >= 1, or 0 for one per core"
+        )
+    return value

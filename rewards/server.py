@@ -63,7 +63,7 @@ from rewards.cache import (
     candidate_fingerprint,
     tools_fingerprint,
 )
-from rewards.config import RewardConfig
+from rewards.config import RewardConfig, jobs_count
 from rewards.metrics import Counter, Gauge, Histogram, Registry
 from rewards.score import default_jobs, score
 from rewards.tools import ToolNotFound, liberty_path, tool_versions
@@ -657,8 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="results kept in the cache; the oldest are evicted past it (0 = unbounded)",
     )
     for name, f in ServerConfig.__dataclass_fields__.items():
+        kind = jobs_count if name == "workers" else type(f.default)
         parser.add_argument(
-            f"--{name.replace('_', '-')}", type=type(f.default), default=f.default, help=f.metadata["help"]
+            f"--{name.replace('_', '-')}", type=kind, default=f.default, help=f.metadata["help"]
         )
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--log-level", default="INFO", help="logging level")

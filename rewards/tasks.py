@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from rewards.types import Task, TaskError
+
+log = logging.getLogger(__name__)
 
 
 class TaskFileError(ValueError):
@@ -37,12 +40,16 @@ def _iter_records(path: Path) -> Iterator[tuple[int, object]]:
 def load_tasks(path: str | Path) -> list[Task]:
     """All tasks of one ``.jsonl`` (one Task object per line) or ``.parquet`` file.
 
+    An empty file gives no tasks and a logged warning.
+
     Raises:
         TaskFileError: the file is missing, undecodable, or a record is invalid (names file:line).
     """
     path = Path(path)
     if not path.is_file():
-        raise TaskFileError(f"task file {path} does not exist; pass a JSONL file of Task records (DESIGN.md)")
+        raise TaskFileError(
+            f'task file {path} does not exist; pass a JSONL file of Task records (docs/design.md, "Records")'
+        )
     tasks: list[Task] = []
     seen: dict[str, int] = {}
     try:
@@ -59,6 +66,8 @@ def load_tasks(path: str | Path) -> list[Task]:
             tasks.append(task)
     except UnicodeDecodeError as exc:
         raise TaskFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    if not tasks:
+        log.warning("task file %s holds no tasks (it is empty or blank)", path)
     return tasks
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rollout.model import check_checkpoint
 from rollout.sampling import add_sampling_args, sample_completions, sampling_config
 
 
@@ -56,11 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        check_checkpoint(args.model)
         specs = read_specs(args.tasks)
         config = sampling_config(args, args.style)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not specs:
+        print(f"warning: task file {args.tasks} holds no tasks; nothing to sample", file=sys.stderr)
     with tqdm(total=len(specs) * args.n, desc="sampling", unit="seq") as bar:
         completions = sample_completions(
             args.model,

@@ -8,8 +8,10 @@ reachable). The tokenizer comes from the checkpoint when it has one, else from t
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
+import re
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -19,6 +21,46 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be loaded; the message says what was found and what to pass instead."""
+
+
+# A model hub id is ``org/name`` (letters, digits, '.', '_', '-'); anything else is a local path.
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+_FILE_SUFFIXES = (".gguf", ".safetensors", ".bin", ".pt", ".pth", ".json", ".yaml", ".yml")
+
+
+def looks_like_hub_id(name: str | Path) -> bool:
+    """True when ``name`` can only mean a model hub id (``org/name``), never a local path.
+
+    A name that exists locally, starts like a path (``.``, ``/``, ``~``), ends in a file suffix
+    (``.gguf`` …), or whose first part is an existing local directory (``runs/nope`` where ``runs/``
+    exists) is a local path, so loading it never waits on a hub.
+    """
+    text = str(name)
+    if not _HUB_ID.fullmatch(text) or ".." in text or Path(text).exists():
+        return False
+    org = text.split("/", 1)[0]
+    return not Path(org).is_dir() and not text.lower().endswith(_FILE_SUFFIXES)
+
+
+def check_checkpoint(checkpoint: str | Path) -> None:
+    """Fail fast on a checkpoint that is neither an existing local path nor a plausible hub id.
+
+    Raises:
+        CheckpointError: names the missing path and, when its folder exists, the closest entries there.
+    """
+    path = Path(checkpoint).expanduser()
+    if path.exists() or looks_like_hub_id(checkpoint):
+        return
+    hint = ""
+    parent = path.parent
+    if parent.is_dir():
+        close = difflib.get_close_matches(path.name, [p.name for p in parent.iterdir()], n=3, cutoff=0.5)
+        if close:
+            hint = f" (in {parent}/: {', '.join(close)})"
+    raise CheckpointError(
+        f"checkpoint {checkpoint} does not exist{hint}: pass an existing model or LoRA adapter directory, "
+        "a .gguf file, or a hub id as org/name"
+    )
 
 
 def is_adapter(checkpoint: str | Path) -> bool:
@@ -80,15 +122,13 @@ def load_policy(checkpoint: str | Path, *, base: str | Path | None = None, devic
         dtype: torch dtype or its name; default bfloat16 on CUDA, float32 on CPU.
 
     Raises:
-        CheckpointError: the checkpoint directory does not exist or an adapter's base is unknown.
+        CheckpointError: the checkpoint does not exist locally (and is no hub id) or an adapter's base is
+            unknown.
     """
     from transformers import AutoModelForCausalLM
 
+    check_checkpoint(checkpoint)
     path = Path(checkpoint)
-    if not path.exists() and str(checkpoint).startswith((".", "/", "~")):
-        raise CheckpointError(
-            f"checkpoint {checkpoint} does not exist; pass a model directory or LoRA adapter dir"
-        )
     torch_dtype = resolve_dtype(dtype, device)
     if is_adapter(path):
         from peft import PeftModel

@@ -121,6 +121,9 @@ def sample_completions(
     Specs are turned into prompts with :func:`rollout.prompts.render_prompt` (``config.style``).
     Returns one list of ``config.n`` completions per spec, in order.
     """
+    from rollout.model import check_checkpoint
+
+    check_checkpoint(checkpoint)  # before a backend spends a minute trying a hub for a local typo
     name = pick_backend(backend)
     if device is None:
         import torch

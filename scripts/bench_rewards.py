@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rewards import sandbox, score  # noqa: E402
-from rewards.config import load_reward_config  # noqa: E402
+from rewards.config import jobs_count, load_reward_config  # noqa: E402
 from rewards.types import Task  # noqa: E402
 
 ADDER = """module top_module(input [7:0] a, input [7:0] b, input cin, output [7:0] sum, output cout);
@@ -165,7 +165,9 @@ def replay_bare(jobs: list[sandbox.Job]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=2, help="passes over the corpus (best is reported)")
-    parser.add_argument("--jobs", type=int, default=2, help="concurrency for the throughput figure")
+    parser.add_argument(
+        "--jobs", type=jobs_count, default=2, help="concurrency for the throughput figure (0 = one per core)"
+    )
     parser.add_argument("--ppa", action="store_true", help="include Yosys + OpenSTA on passing designs")
     args = parser.parse_args()
     config = load_reward_config(None, ppa_enabled=args.ppa)

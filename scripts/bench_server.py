@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rewards.config import jobs_count  # noqa: E402
 from rewards.types import Task  # noqa: E402
 
 COMB = {
@@ -196,7 +197,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--generations", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=0, help="scoring jobs/workers (0 = one per core)")
+    parser.add_argument(
+        "--workers", type=jobs_count, default=0, help="scoring jobs/workers (0 = one per core)"
+    )
     parser.add_argument("--repeats", type=int, default=20, help="cached re-sends of the batch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

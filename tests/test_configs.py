@@ -120,14 +120,14 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rat: 1.0e-5\n")
     with pytest.raises(ConfigError, match="learning_rat.*learning_rate"):
-        load_config(GRPOScriptConfig, ["--config", str(bad)])
+        load_config(GRPOScriptConfig, ["--config", str(bad)], exit_on_error=False)
 
 
 def test_unknown_flag_is_an_error():
     from train.sft import SFTScriptConfig
 
     with pytest.raises(ConfigError, match="max_stepz"):
-        load_config(SFTScriptConfig, ["--max_stepz", "3"])
+        load_config(SFTScriptConfig, ["--max_stepz", "3"], exit_on_error=False)
 
 
 def test_flags_override_yaml_override_defaults(tmp_path):
@@ -166,4 +166,9 @@ def test_cross_field_check_names_the_values():
     from train.grpo import GRPOScriptConfig, script_defaults
 
     with pytest.raises(ConfigError, match="overlong_buffer_len=500 must be < max_completion_length=256"):
-        load_config(GRPOScriptConfig, ["--overlong_buffer_len", "500"], defaults=script_defaults())
+        load_config(
+            GRPOScriptConfig,
+            ["--overlong_buffer_len", "500"],
+            defaults=script_defaults(),
+            exit_on_error=False,
+        )

@@ -59,10 +59,12 @@ def test_golden_samples_graded_with_pass_at_k_and_errata(golden_run):
     assert {"task_id", "sample_index", "passed", "status", "reward", "log", "completion"} <= set(first)
     rtllm = summary["suites"]["rtllm-v1.1"]
     # per problem: golden (sample 0) + a wrong answer (sample 1); div_16bit's golden fails (erratum)
-    assert rtllm["per_problem"]["rtllm-v1.1/div_16bit"] == {"n": 2, "c": 0}
+    assert rtllm["per_problem"]["rtllm-v1.1/div_16bit"] == {"n": 2, "c": 0, "c_official": 0}
     assert rtllm["pass_at_k_all_problems"]["1"] == pytest.approx((0.5 + 0.5 + 0) / 3)
     assert rtllm["pass_at_k_excluding_errata"]["1"] == pytest.approx(0.5)
     assert rtllm["pass_at_k"] == rtllm["pass_at_k_all_problems"]  # errata excluded only on request
+    assert rtllm["official"]["pass_at_k"] == rtllm["pass_at_k"]  # goldens pass both verdicts
+    assert all(s["passed"] == s["passed_official"] for s in samples)
     assert list(rtllm["errata"]) == ["rtllm-v1.1/div_16bit"] and not rtllm["errata_excluded"]
     v2 = summary["suites"]["verilogeval-v2-spec-to-rtl"]
     assert v2["pass_at_k"]["1"] == pytest.approx(0.5) and set(v2["pass_at_k"]) == {"1"}
@@ -133,25 +135,30 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
         == 2
     )
     assert "valid suites" in capsys.readouterr().err
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"task_id": "accu"}\n')
-    assert (
-        evals_main(
-            [
-                "run",
-                "--suite",
-                "rtllm-v1.1",
-                "--data",
-                str(BENCH),
-                "--samples",
-                str(bad),
-                "--out",
-                str(tmp_path / "o"),
-            ]
-        )
-        == 2
+    missing = tmp_path / "missing.jsonl"
+    argv = ["run", "--suite", "rtllm-v1.1", "--data", str(BENCH), "--samples", str(missing)]
+    assert evals_main([*argv, "--out", str(tmp_path / "o")]) == 2
+    assert "cannot read samples file" in capsys.readouterr().err
+
+
+def test_a_bad_samples_line_is_reported_and_the_rest_graded(tmp_path, capsys):
+    (task,) = load_suite("verilogeval-v2-spec-to-rtl", BENCH, problems=["Prob001_zero"])
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(
+        json.dumps({"task_id": task.id, "completion": f"```verilog\n{task.reference}\n```"})
+        + '\n{"task_id": "Prob001_zero"}\nnot json\n'
     )
-    assert "'task_id' and 'completion'" in capsys.readouterr().err
+    out = tmp_path / "out"
+    argv = ["run", "--suite", "verilogeval-v2-spec-to-rtl", "--data", str(BENCH), "--samples", str(samples)]
+    rc = evals_main([*argv, "--problems", "Prob001_zero", "--out", str(out), "--no-ppa", "--no-plot"])
+    assert rc == 0
+    graded, summary = _read(out)
+    assert [g["passed"] for g in graded] == [True]
+    bad = summary["source"]["invalid_sample_lines"]
+    assert len(bad) == 2
+    assert bad[0].endswith(":2: need string fields 'task_id' and 'completion'")
+    assert ":3: not valid JSON" in bad[1]
+    assert "2 malformed lines" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,10 @@ Each entry script declares one dataclass that subclasses a TRL config (``GRPOCon
     save_resolved_config(cfg, cfg.output_dir)        # writes <output_dir>/resolved_config.yaml
 
 Rules (STYLE.md, "Configs"): every field has a default and a help string; the YAML file (``--config``)
-overrides the defaults, flags override the YAML; an unknown key in either place raises
-:class:`ConfigError` listing close matches.
+overrides the defaults, flags override the YAML; an unknown key in either place is a
+:class:`ConfigError` listing close matches. Like ``argparse``, :func:`load_config` ends the process on
+such an error with one line on stderr and exit status 2 (no traceback); ``exit_on_error=False``
+raises the :class:`ConfigError` instead.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import difflib
 import enum
 import json
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +44,8 @@ T = TypeVar("T")
 RESOLVED_CONFIG_NAME = "resolved_config.yaml"
 RERUN_CONFIG_NAME = "config.yaml"
 _EXPLICIT_ATTR = "_rtlforge_explicit_keys"
+# Counts of scoring workers where 0 means one per core (as --jobs/--workers of the CLIs).
+_PER_CORE_FIELDS = ("reward_workers",)
 
 # The linear layers of Qwen2/Llama-style blocks: LoRA on all of them is the usual recipe for code RL.
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -142,17 +148,42 @@ def _split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
     return path, rest
 
 
-def load_config(cls: type[T], argv: list[str] | None = None, *, defaults: dict[str, Any] | None = None) -> T:
+def load_config(
+    cls: type[T],
+    argv: list[str] | None = None,
+    *,
+    defaults: dict[str, Any] | None = None,
+    exit_on_error: bool = True,
+) -> T:
     """Build ``cls`` from dataclass defaults ← ``defaults`` ← ``--config`` YAML ← the other flags in ``argv``.
+
+    This is the training scripts' command-line parser. Like ``argparse``, it reports a bad command line
+    or recipe as one line on stderr (``error: …``, written by the main process only) and ends the
+    process with exit status 2, without a traceback.
 
     Args:
         cls: a dataclass (normally a TRL config subclass) whose fields are the valid keys.
         argv: command-line arguments without the program name (``None`` = ``[]``, not ``sys.argv``).
         defaults: script-level defaults applied under the YAML (e.g. the embedded CPU recipe).
+        exit_on_error: ``False`` raises :class:`ConfigError` instead of ending the process.
 
     Raises:
-        ConfigError: unknown keys in the YAML or on the command line, unreadable YAML, or a bad value.
+        ConfigError: (``exit_on_error=False``) unknown keys in the YAML or on the command line,
+            unreadable YAML, a bad value, or a local model path that does not exist.
+        SystemExit: (``exit_on_error=True``) status 2 for the same errors.
     """
+    try:
+        return _load_config(cls, argv, defaults)
+    except ConfigError as exc:
+        if not exit_on_error:
+            raise
+        # Under `accelerate launch` every process parses the same argv; one copy of the line is enough.
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _load_config(cls: type[T], argv: list[str] | None, defaults: dict[str, Any] | None) -> T:
     path, flags = _split_config_flag(list(argv or []))
     values = dict(defaults or {})
     if path is not None:
@@ -177,11 +208,31 @@ def load_config(cls: type[T], argv: list[str] | None = None, *, defaults: dict[s
         raise ConfigError(
             f"invalid config ({cls.__name__}): {exc}. Fix the value in the recipe or on the command line."
         ) from exc
+    _check_model_path(cfg)
+    for name in _PER_CORE_FIELDS:
+        if getattr(cfg, name, 0) < 0:
+            raise ConfigError(
+                f"{name}={getattr(cfg, name)} is negative; pass a count >= 1, or 0 for one per core"
+            )
     explicit = set(values) | {a[2:].split("=", 1)[0] for a in flags if a.startswith("--")}
     object.__setattr__(cfg, _EXPLICIT_ATTR, sorted(explicit))
     if path is not None:
         log.info("config: %s with command-line overrides %s", path, [a for a in flags if a.startswith("--")])
     return cfg
+
+
+def _check_model_path(cfg: Any) -> None:
+    """A ``model_name_or_path`` that is neither 'tiny', an existing path nor a hub id is an error now,
+    not after a minute of hub retries inside the trainer."""
+    name = getattr(cfg, "model_name_or_path", None)
+    if not name or name == "tiny":
+        return
+    from rollout.model import CheckpointError, check_checkpoint
+
+    try:
+        check_checkpoint(name)
+    except CheckpointError as exc:
+        raise ConfigError(f"model_name_or_path: {exc}") from exc
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from rewards.config import jobs_count
 from train.corpus.loader import CorpusFileError, load_task_file
 
 
@@ -92,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument(
         "--size", type=int, default=400, help="total tasks (75%% train, 12.5%% val, 12.5%% test)"
     )
-    gen.add_argument("--jobs", type=int, default=None, help="concurrent scoring jobs (default: one per core)")
+    gen.add_argument(
+        "--jobs", type=jobs_count, default=None, help="concurrent scoring jobs (default, or 0: one per core)"
+    )
     gen.add_argument("--mutants", type=int, default=3, help="mutants scored per task")
     gen.add_argument("--no-verify", action="store_true", help="skip reward-core verification (unsafe)")
     gen.add_argument("--no-decontam", action="store_true", help="skip benchmark decontamination")
@@ -101,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ver = sub.add_parser("verify", help="re-check the goldens (and mutants) of a task file")
     ver.add_argument("file", type=Path)
-    ver.add_argument("--jobs", type=int, default=None)
+    ver.add_argument(
+        "--jobs", type=jobs_count, default=None, help="concurrent scoring jobs (default, or 0: one per core)"
+    )
     ver.add_argument("--mutants", type=int, default=3)
     st = sub.add_parser("stats", help="tasks per family of task files (default: the committed splits)")
     st.add_argument("files", type=Path, nargs="*")
