@@ -82,14 +82,24 @@ def _parser() -> argparse.ArgumentParser:
     add_sampling_args(run)
     goldens = sub.add_parser(
         "goldens",
-        help="write each problem's golden design as a Completion record "
-        "(grade it with `run --samples` to check the toolchain against the errata list)",
+        help="write each problem's golden design as a Completion record, then check the benchmark: "
+        "goldens pass both verdicts, references drive every output, which benches are weak",
     )
     goldens.add_argument("--suite", required=True, help="one suite, a comma list, or 'all'")
     goldens.add_argument("--data", required=True, type=Path)
-    goldens.add_argument("--out", required=True, type=Path, help="output JSONL")
+    goldens.add_argument("--out", required=True, type=Path, help="output JSONL of golden completions")
     goldens.add_argument("--problems")
     goldens.add_argument("--limit", type=int)
+    goldens.add_argument(
+        "--check-out",
+        type=Path,
+        help="where the check's findings go (JSON; default: OUT with suffix .check.json)",
+    )
+    goldens.add_argument("--no-check", action="store_true", help="only write the golden completions")
+    goldens.add_argument(
+        "--jobs", type=jobs_count, default=None, help="concurrent grading jobs (default, or 0: one per core)"
+    )
+    goldens.add_argument("--reward-config", type=Path, help="reward YAML (limits, sandbox, stimulus)")
     return parser
 
 
@@ -110,12 +120,16 @@ def _suites(arg: str, data: Path) -> list[str]:
     return names
 
 
-def _load_tasks(args: argparse.Namespace) -> list:
-    """Tasks of every requested suite; ``--problems`` names must each match some suite's problem."""
+def _load_tasks(args: argparse.Namespace) -> tuple[list, dict[str, int]]:
+    """Selected tasks of every requested suite, and each suite's full problem count.
+
+    ``--problems`` names must each match some suite's problem.
+    """
     problems = [p.strip() for p in args.problems.split(",") if p.strip()] if args.problems else None
-    tasks, matched = [], set()
+    tasks, matched, sizes = [], set(), {}
     for suite in _suites(args.suite, args.data):
         suite_tasks = load_suite(suite, args.data)
+        sizes[suite] = len(suite_tasks)
         if problems:
             keep = [t for t in suite_tasks if t.meta["problem"] in problems or t.id in problems]
             matched |= {t.meta["problem"] for t in keep} | {t.id for t in keep}
@@ -124,7 +138,34 @@ def _load_tasks(args: argparse.Namespace) -> list:
     missing = [p for p in problems or [] if p not in matched]
     if missing:
         raise BenchmarkError(f"problems {missing} are in none of the suites {args.suite} at {args.data}")
-    return tasks
+    return tasks, sizes
+
+
+def _limited(args: argparse.Namespace) -> bool:
+    """The user chose a subset of problems on purpose (``--problems`` or ``--limit``)."""
+    return bool(args.problems or args.limit)
+
+
+def _warn_unsampled(suites: dict, limited: bool) -> None:
+    for suite, s in suites.items():
+        if not s["unsampled"]:
+            continue
+        shown = ", ".join(tid.split("/", 1)[-1] for tid in s["unsampled"][:20])
+        more = f" and {len(s['unsampled']) - 20} more" if len(s["unsampled"]) > 20 else ""
+        effect = (
+            "left out of pass@k (the run was limited on purpose)"
+            if limited
+            else "counted as unsolved; select problems with --problems/--limit to leave them out"
+        )
+        log.warning(
+            "%s: the samples cover %s; %d selected problems have no sample (%s): %s%s",
+            suite,
+            s["coverage"],
+            len(s["unsampled"]),
+            effect,
+            shown,
+            more,
+        )
 
 
 def _samples(args: argparse.Namespace, tasks: list, bad_lines: list[str]) -> list:
@@ -152,7 +193,7 @@ def run(args: argparse.Namespace) -> dict:
 
     timings: dict[str, float] = {}
     start = time.monotonic()
-    tasks = _load_tasks(args)
+    tasks, sizes = _load_tasks(args)
     if not tasks:
         raise BenchmarkError(
             f"no problems selected from {args.suite} at {args.data} (check --problems/--limit)"
@@ -165,7 +206,15 @@ def run(args: argparse.Namespace) -> dict:
     with tqdm(total=len(samples), desc="grading", unit="sample") as bar:
         graded = grade_samples(samples, config, jobs=args.jobs, progress=bar.update)
     timings["grading_s"] = round(time.monotonic() - start - timings["sampling_s"], 2)
-    suites = summarize(graded, tasks, ks=DEFAULT_KS, exclude_errata=args.exclude_errata)
+    suites = summarize(
+        graded,
+        tasks,
+        ks=DEFAULT_KS,
+        exclude_errata=args.exclude_errata,
+        suite_sizes=sizes,
+        limited=_limited(args),
+    )
+    _warn_unsampled(suites, _limited(args))
     ppa = {}
     if not args.no_ppa:
         t0 = time.monotonic()
@@ -176,6 +225,7 @@ def run(args: argparse.Namespace) -> dict:
         "suites": suites,
         "ppa_vs_golden": ppa,
         "exclude_errata": args.exclude_errata,
+        "selection": {"problems": args.problems, "limit": args.limit, "limited": _limited(args)},
         "source": {
             "model": args.model,
             "base": args.base,
@@ -195,21 +245,29 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
+def _table(values: dict[str, float | None]) -> str:
+    return ", ".join(f"pass@{k}={v:.4f}" for k, v in values.items() if v is not None) or "-"
+
+
 def _print_summary(summary: dict) -> None:
     for suite, s in summary["suites"].items():
-        ks = ", ".join(f"pass@{k}={v:.4f}" for k, v in s["pass_at_k_all_problems"].items() if v is not None)
-        clean = ", ".join(
-            f"pass@{k}={v:.4f}" for k, v in s["pass_at_k_excluding_errata"].items() if v is not None
-        )
+        official = s["official"]
         print(
-            f"{suite}: {s['problems']} problems, {s['samples']} samples | all: {ks} | "
-            f"without {len(s['errata'])} errata: {clean} | statuses {s['status_counts']}"
+            f"{suite}: {s['coverage']}, {s['samples']} samples | strict: {_table(s['pass_at_k'])} | "
+            f"official: {_table(official['pass_at_k'])} | "
+            f"all problems strict/official: {_table(s['pass_at_k_all_problems'])} / "
+            f"{_table(official['pass_at_k_all_problems'])} | "
+            f"without {len(s['errata'])} errata strict/official: {_table(s['pass_at_k_excluding_errata'])} / "
+            f"{_table(official['pass_at_k_excluding_errata'])} | "
+            f"verdicts differ on {len(s['verdicts_differ'])} problems | statuses {s['status_counts']}"
         )
 
 
 def write_goldens(args: argparse.Namespace) -> int:
-    """Execute ``evals goldens``: one fenced golden completion per problem."""
-    tasks = _load_tasks(args)
+    """Execute ``evals goldens``: one fenced golden completion per problem, then the golden check."""
+    from evals.goldens import check_goldens, summary_lines
+
+    tasks, _ = _load_tasks(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as handle:
         for task in tasks:
@@ -220,7 +278,17 @@ def write_goldens(args: argparse.Namespace) -> int:
             }
             handle.write(json.dumps(record) + "\n")
     print(f"wrote {len(tasks)} golden completions to {args.out}")
-    return 0
+    if args.no_check:
+        return 0
+    config = load_reward_config(args.reward_config, ppa_enabled=False)
+    with tqdm(desc="golden check", unit="sample") as bar:
+        check = check_goldens(tasks, config, jobs=args.jobs, progress=bar.update)
+    check_out = args.check_out or args.out.with_suffix(".check.json")
+    check_out.write_text(json.dumps(check, indent=2))
+    print("\n".join(summary_lines(check)))
+    print(f"wrote {check_out}")
+    unexpected = sum(len(s["unexpected_golden_failures"]) for s in check["suites"].values())
+    return 1 if unexpected else 0
 
 
 def main(argv: list[str] | None = None) -> int:

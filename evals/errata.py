@@ -44,6 +44,33 @@ these are exactly the goldens that fail. RTLLM v2 keeps the v1.1 names of the de
 """
 
 
+_RTLLM_NAMES = {
+    "adder_pipe_64bit": "the reference file defines `verified_adder_64bit`; the description and the bench "
+    "say `adder_pipe_64bit` (graded under `adder_pipe_64bit`; the shipped reference as is fails the bench)",
+    "multi_pipe_4bit": "the reference file defines `verified_multi_pipe`; the description and the bench "
+    "say `multi_pipe_4bit` (graded under `multi_pipe_4bit`; the shipped reference as is fails the bench)",
+}
+
+NAME_ERRATA: dict[str, dict[str, str]] = {
+    "rtllm-v1.1": dict(_RTLLM_NAMES),
+    "rtllm-v2": {
+        **_RTLLM_NAMES,
+        "freq_divbyeven": "the description says `freq_diveven`; the bench and the reference say "
+        "`freq_divbyeven` (graded under `freq_divbyeven`, so a design named as the description asks "
+        "fails both verdicts)",
+    },
+}
+"""suite -> problem -> how the design's module names disagree (description, bench, reference).
+
+The loader grades every such design under the name its bench instantiates and renames the reference to
+it; problems it finds disagreeing that are not listed here still appear in reports, from
+``meta["module_names"]``.
+"""
+
+WEAK_BENCHES: dict[str, dict[str, str]] = {}
+"""suite -> problem -> which do-nothing modules its official bench accepts (measured, see below)."""
+
+
 def split_task_id(task_id: str) -> tuple[str, str]:
     """``"<suite>/<problem>"`` -> ``(suite, problem)``; a bare id has suite ``""``."""
     suite, sep, problem = task_id.partition("/")
@@ -54,6 +81,18 @@ def erratum(task_id: str) -> str | None:
     """Why ``task_id`` is a known erratum, or ``None`` when it is not one."""
     suite, problem = split_task_id(task_id)
     return ERRATA.get(suite, {}).get(problem)
+
+
+def name_erratum(task_id: str) -> str | None:
+    """How ``task_id``'s module names disagree, or ``None`` (see :data:`NAME_ERRATA`)."""
+    suite, problem = split_task_id(task_id)
+    return NAME_ERRATA.get(suite, {}).get(problem)
+
+
+def weak_bench(task_id: str) -> str | None:
+    """What do-nothing modules ``task_id``'s official bench accepts, or ``None`` (see :data:`WEAK_BENCHES`)."""
+    suite, problem = split_task_id(task_id)
+    return WEAK_BENCHES.get(suite, {}).get(problem)
 
 
 def is_erratum(task_id: str) -> bool:

@@ -10,6 +10,8 @@ shape, so one grading path serves all suites:
   v1's ``reference_module`` is part of it, RTLLM test benches only instantiate the candidate);
 - ``meta["files"]`` maps data-file names the test bench opens (``$fopen``/``$readmemh`` by relative
   path, RTLLM) to their text; they must be written next to the test bench before it runs;
+- ``meta["module_names"]`` (RTLLM, only where they disagree) holds the design's name in the
+  description, the test bench and the reference file; the task uses the bench's name;
 - ``meta["pass_rule"]`` names how the benchmark's own bench reports a verdict (``"mismatches"``:
   VerilogEval's ``Mismatches: N in M samples``; ``"rtllm"``: RTLLM's ``Passed``/``failures`` lines).
 
@@ -178,6 +180,18 @@ def _rtllm_top(folder: Path, description: str, testbench: str) -> str:
     raise BenchmarkError(f"{folder}: cannot tell the design's module name from the description or test bench")
 
 
+def _name_disagreement(description: str, top: str, golden_top: str) -> dict[str, str] | None:
+    """The three names of a design when its description, bench and reference disagree, else None.
+
+    A reference named ``verified_<top>`` is RTLLM's convention and agrees with ``top``.
+    """
+    match = re.search(r"Module name:\s*([A-Za-z_][A-Za-z0-9_]*)", description)
+    described = match.group(1) if match else None
+    if (described is None or described == top) and golden_top in (top, f"verified_{top}"):
+        return None
+    return {"description": described or "", "testbench": top, "reference": golden_top}
+
+
 def _golden_top(source: str, folder: Path) -> str:
     names = module_names(source)
     uninstantiated = [
@@ -233,6 +247,9 @@ def load_rtllm(path: str | Path, suite: str) -> list[Task]:
         top = _rtllm_top(folder, description, testbench)
         golden_top = _golden_top(golden, folder)
         reference = golden if golden_top == top else rename_module(golden, golden_top, top)
+        names = _name_disagreement(description, top, golden_top)
+        if names:
+            log.debug("%s: module names disagree: %s", folder, names)
         name = folder.name
         if name in seen:
             raise BenchmarkError(f"two RTLLM designs are named {name!r}: {seen[name]} and {folder}")
@@ -252,6 +269,7 @@ def load_rtllm(path: str | Path, suite: str) -> list[Task]:
                     "golden_module": None,
                     "category": folder.parent.relative_to(root).as_posix() if folder.parent != root else "",
                     "files": _data_files(folder, testbench),
+                    **({"module_names": names} if names else {}),
                 },
             )
         )

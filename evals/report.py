@@ -15,20 +15,101 @@ def _fmt(value: float | None) -> str:
 
 
 def _suite_table(suites: dict[str, Any]) -> list[str]:
+    """pass@k per suite, strict and official side by side (all problems, then without errata)."""
     ks = sorted({int(k) for s in suites.values() for k in s["pass_at_k_all_problems"]})
-    head = (
-        ["suite", "problems", "n"]
-        + [f"pass@{k} all" for k in ks]
-        + [f"pass@{k} w/o errata" for k in ks]
-        + ["errata (solved)", "infra errors"]
-    )
+    head = ["suite", "problems sampled", "n"]
+    for k in ks:
+        head += [f"pass@{k} strict", f"pass@{k} official"]
+    for k in ks:
+        head += [f"pass@{k} strict w/o errata", f"pass@{k} official w/o errata"]
+    head += ["verdicts differ (problems)", "strict falls back", "errata (solved)", "infra errors"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in suites.items():
-        row = [name, str(s["problems"]), str(s["samples_per_problem"])]
-        row += [_fmt(s["pass_at_k_all_problems"].get(str(k))) for k in ks]
-        row += [_fmt(s["pass_at_k_excluding_errata"].get(str(k))) for k in ks]
-        row += [f"{len(s['errata'])} ({len(s['errata_solved'])})", str(s["infra_errors"])]
+        official = s.get("official", {})
+        row = [name, s.get("coverage", str(s["problems"])), str(s["samples_per_problem"])]
+        for k in ks:
+            row += [
+                _fmt(s["pass_at_k_all_problems"].get(str(k))),
+                _fmt(official.get("pass_at_k_all_problems", {}).get(str(k))),
+            ]
+        for k in ks:
+            row += [
+                _fmt(s["pass_at_k_excluding_errata"].get(str(k))),
+                _fmt(official.get("pass_at_k_excluding_errata", {}).get(str(k))),
+            ]
+        row += [
+            str(len(s.get("verdicts_differ", {}))),
+            str(len(s.get("strict_fallback", []))),
+            f"{len(s['errata'])} ({len(s['errata_solved'])})",
+            str(s["infra_errors"]),
+        ]
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def _headlines(suites: dict[str, Any]) -> list[str]:
+    """One line per suite: coverage, then the headline pass@1 (lowest k) under both verdicts."""
+    lines = []
+    for name, s in suites.items():
+        k = min(s["pass_at_k"], key=int, default=None)
+        official = s.get("official", {}).get("pass_at_k", {})
+        figures = (
+            f"pass@{k} strict {_fmt(s['pass_at_k'][k])} %, official {_fmt(official.get(k))} %"
+            if k is not None
+            else "no pass@k (no gradable samples)"
+        )
+        lines.append(f"- **{name}**: {s.get('coverage', str(s['problems']) + ' problems')}; {figures}")
+    return lines
+
+
+def _coverage_section(summary: dict[str, Any]) -> list[str]:
+    selection = summary.get("selection") or {}
+    lines = []
+    if selection.get("limited"):
+        chosen = [f"--problems {selection['problems']}" if selection.get("problems") else ""]
+        chosen += [f"--limit {selection['limit']}" if selection.get("limit") else ""]
+        lines.append(
+            f"Run limited on purpose ({' '.join(c for c in chosen if c)}): pass@k is over the sampled "
+            "problems only."
+        )
+    for name, s in summary["suites"].items():
+        line = f"- {name}: {s.get('coverage', '')}"
+        if s.get("unsampled"):
+            how = "left out of pass@k" if s.get("limited") else "counted as unsolved"
+            shown = ", ".join(f"`{t.split('/', 1)[-1]}`" for t in s["unsampled"][:40])
+            more = f" and {len(s['unsampled']) - 40} more" if len(s["unsampled"]) > 40 else ""
+            line += f"; **{len(s['unsampled'])} selected problems have no sample ({how})**: {shown}{more}"
+        lines.append(line)
+    return lines
+
+
+def _differ_section(suites: dict[str, Any]) -> list[str]:
+    """Samples the official bench passes but the strict verdict fails (or the reverse), per problem."""
+    lines = []
+    for s in suites.values():
+        for task_id, spots in s.get("verdicts_differ", {}).items():
+            indices = ", ".join(str(spot["sample_index"]) for spot in spots)
+            why = spots[0]["why"].replace("\n", " ")[:200]
+            lines.append(f"- `{task_id}`: samples {indices} pass official, fail strict. First: {why}")
+    if not lines:
+        lines.append("None: every sample has the same verdict under both.")
+    fallback = [t for s in suites.values() for t in s.get("strict_fallback", [])]
+    if fallback:
+        lines += [
+            "",
+            "No usable reference, so the strict verdict is the official one for: "
+            + ", ".join(f"`{t}`" for t in fallback),
+        ]
+    return lines
+
+
+def _known_weak_section(suites: dict[str, Any]) -> list[str]:
+    lines = []
+    for s in suites.values():
+        for task_id, why in s.get("weak_bench", {}).items():
+            lines.append(f"- `{task_id}`: {why}")
+        for task_id, why in s.get("module_names", {}).items():
+            lines.append(f"- `{task_id}`: {why}")
     return lines
 
 
@@ -95,8 +176,23 @@ def render_markdown(summary: dict[str, Any]) -> str:
         )
     elif source.get("samples"):
         lines.append(f"Samples graded from `{source['samples']}`.")
-    lines += ["", f"## pass@k (%, unbiased estimator; headline {headline})", ""] + _suite_table(suites)
-    lines += ["", "## Statuses (samples)", ""] + _status_table(suites)
+    lines += [""] + _headlines(suites)
+    lines += ["", "## Coverage", ""] + _coverage_section(summary)
+    lines += [
+        "",
+        f"## pass@k (%, unbiased estimator; headline {headline})",
+        "",
+        "strict: the official bench passes AND the co-simulation against the reference passes (no x/z "
+        "output where the reference's is defined) AND the formal level, where it runs, did not refute "
+        "it. official: the benchmark's own bench, judged from the harness-owned trace.",
+        "",
+    ] + _suite_table(suites)
+    lines += ["", "## Where the verdicts differ (weak spots of the official benches)", ""]
+    lines += _differ_section(suites)
+    known = _known_weak_section(suites)
+    if known:
+        lines += ["", "## Known weak benches and name disagreements among the selected problems", ""] + known
+    lines += ["", "## Statuses (samples, official grading)", ""] + _status_table(suites)
     lines += [
         "",
         "## Known errata (graded, reported; excluded from denominators only with --exclude-errata)",
@@ -104,8 +200,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
     ]
     for s in suites.values():
         for task_id, why in s["errata"].items():
-            solved = "solved" if task_id in s["errata_solved"] else "not solved"
-            lines.append(f"- `{task_id}`: {why} ({solved})")
+            strict = "solved" if task_id in s["errata_solved"] else "not solved"
+            official = "solved" if task_id in s.get("errata_solved_official", []) else "not solved"
+            lines.append(f"- `{task_id}`: {why} (strict: {strict}; official: {official})")
     if not any(s["errata"] for s in suites.values()):
         lines.append("None among the selected problems.")
     lines += ["", "## PPA vs golden", ""] + _ppa_section(summary.get("ppa_vs_golden", {}))
@@ -115,26 +212,51 @@ def render_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pass_bars(axis, suites: dict[str, Any]) -> None:
+    """Headline pass@k per suite, strict and official side by side, each bar labelled with its value."""
+    ks = sorted({int(k) for s in suites.values() for k in s["pass_at_k"]})
+    series = [(f"pass@{k} {verdict}", k, verdict) for k in ks for verdict in ("strict", "official")]
+    width = 0.8 / max(1, len(series))
+    for i, (label, k, verdict) in enumerate(series):
+        values = [
+            (s if verdict == "strict" else s.get("official", s))["pass_at_k"].get(str(k))
+            for s in suites.values()
+        ]
+        xs = [x + i * width for x in range(len(suites))]
+        bars = axis.bar(
+            xs,
+            [100 * (v or 0.0) for v in values],
+            width,
+            label=label,
+            hatch="//" if verdict == "official" else None,
+            edgecolor="black",
+            linewidth=0.5,
+        )
+        axis.bar_label(
+            bars, labels=["—" if v is None else f"{100 * v:.1f}" for v in values], fontsize=6, padding=1
+        )
+    axis.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(suites))])
+    axis.set_xticklabels(
+        [f"{name}\n{s.get('coverage', '')}" for name, s in suites.items()],
+        rotation=20,
+        ha="right",
+        fontsize=7,
+    )
+    axis.set_ylabel("%")
+    axis.set_ylim(0, 108)
+    axis.set_title("pass@k per suite: strict vs official")
+    axis.legend(fontsize=7)
+
+
 def plot(summary: dict[str, Any], path: Path) -> Path:
-    """PNG with pass@k per suite (left) and the PPA ratio sample/golden per design (right)."""
+    """PNG with pass@k per suite, both verdicts (left) and the PPA ratio sample/golden per design (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    suites = summary["suites"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
-    ks = sorted({int(k) for s in suites.values() for k in s["pass_at_k_all_problems"]})
-    width = 0.8 / max(1, len(ks))
-    for i, k in enumerate(ks):
-        values = [100 * (s["pass_at_k"].get(str(k)) or 0.0) for s in suites.values()]
-        left.bar([x + i * width for x in range(len(suites))], values, width, label=f"pass@{k}")
-    left.set_xticks([x + width * (len(ks) - 1) / 2 for x in range(len(suites))])
-    left.set_xticklabels(list(suites), rotation=20, ha="right", fontsize=8)
-    left.set_ylabel("%")
-    left.set_ylim(0, 100)
-    left.set_title("pass@k per suite")
-    left.legend()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.2))
+    _pass_bars(left, summary["suites"])
     designs = summary.get("ppa_vs_golden", {}).get("designs", {})
     names = sorted(designs)
     ratios = [designs[n].get("ratio", {}).get("product") for n in names]

@@ -13,12 +13,13 @@ import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from evals.errata import erratum, split_task_id
+from evals.errata import erratum, name_erratum, split_task_id, weak_bench
 from evals.passk import DEFAULT_KS, ks_for, pass_at_k
+from evals.strict import BASIS_OFFICIAL, StrictVerdict, official_passed, strict_verdicts
 from rewards.config import RewardConfig
 from rewards.score import score_batch
 from rewards.types import RewardResult, Status, Task
@@ -44,16 +45,35 @@ class Sample:
 
 @dataclass
 class GradedSample:
-    """A sample and its grade (``result``), plus how it was graded."""
+    """A sample and its grade: ``result`` from the official bench, ``strict`` from :mod:`evals.strict`.
+
+    Without a strict verdict (``strict`` is ``None``, grading with ``strict=False``) both verdicts
+    are the official one.
+    """
 
     sample: Sample
     result: RewardResult
     interface_prefixed: bool = False
     ppa: dict[str, Any] = field(default_factory=dict)
+    strict: StrictVerdict | None = None
 
     @property
     def task_id(self) -> str:
         return self.sample.task.id
+
+    @property
+    def passed_official(self) -> bool:
+        """The official harness's verdict (its bench, judged from the harness-owned trace)."""
+        return official_passed(self.result)
+
+    @property
+    def passed(self) -> bool:
+        """The strict verdict: official AND co-simulation against the reference AND not refuted."""
+        return self.strict.passed if self.strict is not None else self.passed_official
+
+    @property
+    def verdicts_differ(self) -> bool:
+        return self.passed != self.passed_official
 
     def to_record(self) -> dict[str, Any]:
         """The ``samples.jsonl`` line for this sample."""
@@ -63,7 +83,8 @@ class GradedSample:
             "suite": suite,
             "problem": problem,
             "sample_index": self.sample.sample_index,
-            "passed": self.result.passed,
+            "passed": self.passed,
+            "passed_official": self.passed_official,
             "status": self.result.status.value,
             "reward": self.result.reward,
             "levels": self.result.levels,
@@ -73,6 +94,8 @@ class GradedSample:
             "interface_prefixed": self.interface_prefixed,
             "completion": self.sample.completion,
         }
+        if self.strict is not None:
+            record["strict"] = self.strict.to_dict()
         if self.ppa:
             record["ppa_vs_golden"] = self.ppa
         return record
@@ -114,8 +137,6 @@ def draw_samples(
     ``sampling`` is a :class:`rollout.sampling.SamplingConfig`; its ``style`` is replaced by the one
     that ``prompt_style`` implies, and the chat template is used whenever the tokenizer has one.
     """
-    from dataclasses import replace
-
     from rollout.sampling import sample_completions
 
     specs = [spec_for(t, prompt_style) for t in tasks]
@@ -229,62 +250,155 @@ def grade_samples(
     *,
     jobs: int | None = None,
     progress: Callable[[int], None] | None = None,
+    strict: bool = True,
 ) -> list[GradedSample]:
-    """Grade every sample with the reward core (its hardened test-bench path for benchmark tasks)."""
+    """Grade every sample: the official verdict, then (``strict``) the strict one.
+
+    The official verdict is the reward core's hardened test-bench path with ``testbench_cosim`` and
+    the formal level off (exactly the official harness's rule); the strict verdict co-simulates each
+    official pass against the reference, then runs the formal level as ``config`` sets it
+    (:mod:`evals.strict`). ``progress(n)`` counts samples of both passes.
+    """
+    # The official harness has neither a co-simulation nor a formal level: both belong to strict.
+    official_config = replace(config, testbench_cosim=False, formal="off")
     prepared = [prepare_completion(s.task, s.completion) for s in samples]
-    results = score_batch(
-        [(s.task, text) for s, (text, _) in zip(samples, prepared, strict=True)],
-        config,
-        jobs=jobs,
-        progress=progress,
-    )
+    items = [(s.task, text) for s, (text, _) in zip(samples, prepared, strict=True)]
+    results = score_batch(items, official_config, jobs=jobs, progress=progress)
+    verdicts: list[StrictVerdict | None] = [None] * len(samples)
+    if strict:
+        strict_config = replace(config, testbench_cosim=False)
+        verdicts = list(strict_verdicts(items, results, strict_config, jobs=jobs, progress=progress))
     return [
-        GradedSample(s, r, prefixed) for s, r, (_, prefixed) in zip(samples, results, prepared, strict=True)
+        GradedSample(s, r, prefixed, strict=v)
+        for s, r, (_, prefixed), v in zip(samples, results, prepared, verdicts, strict=True)
     ]
 
 
-def _pass_at_k_table(counts: dict[str, tuple[int, int]], ks: Sequence[int]) -> dict[str, float | None]:
+def _pass_at_k_table(
+    counts: dict[str, tuple[int, int]], ks: Sequence[int], unsampled: int = 0
+) -> dict[str, float | None]:
+    """Mean pass@k over problems with at least ``k`` gradable samples, plus ``unsampled`` zeros."""
     table = {}
     for k in ks:
         usable = [(n, c) for n, c in counts.values() if n >= k]
-        table[str(k)] = sum(pass_at_k(n, c, k) for n, c in usable) / len(usable) if usable else None
+        total = len(usable) + unsampled
+        table[str(k)] = sum(pass_at_k(n, c, k) for n, c in usable) / total if total else None
     return table
 
 
-def summarize_suite(
-    graded: Sequence[GradedSample], tasks: Sequence[Task], *, ks: Sequence[int], exclude_errata: bool
+def _verdict_tables(
+    counts: dict[str, tuple[int, int]], errata: Sequence[str], ks: Sequence[int], unsampled: Sequence[str]
 ) -> dict[str, Any]:
-    """pass@k (all problems, and without errata), status counts and errata handling for one suite.
+    clean = {tid: nc for tid, nc in counts.items() if tid not in errata}
+    clean_unsampled = sum(1 for tid in unsampled if tid not in errata)
+    return {
+        "all": _pass_at_k_table(counts, ks, len(unsampled)),
+        "clean": _pass_at_k_table(clean, ks, clean_unsampled),
+        "solved": sum(1 for _, c in counts.values() if c > 0),
+        "solved_clean": sum(1 for _, c in clean.values() if c > 0),
+    }
+
+
+def _weak_spots(graded: Sequence[GradedSample]) -> dict[str, list[dict[str, Any]]]:
+    """Samples whose two verdicts differ, per problem: where the official bench is weak."""
+    spots: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for g in graded:
+        if g.verdicts_differ:
+            spots[g.task_id].append(
+                {
+                    "sample_index": g.sample.sample_index,
+                    "passed_official": g.passed_official,
+                    "passed": g.passed,
+                    "why": (g.strict.log if g.strict else "")[:300],
+                }
+            )
+    return dict(sorted(spots.items()))
+
+
+def _names_note(task: Task) -> str | None:
+    """The known name erratum of ``task``, or one worded from the names the loader found disagreeing."""
+    known = name_erratum(task.id)
+    names = task.meta.get("module_names")
+    if known or not names:
+        return known
+    return (
+        f"module names disagree: description `{names.get('description') or '?'}`, bench "
+        f"`{names.get('testbench')}`, reference `{names.get('reference')}` (graded under the bench's name)"
+    )
+
+
+def summarize_suite(
+    graded: Sequence[GradedSample],
+    tasks: Sequence[Task],
+    *,
+    ks: Sequence[int],
+    exclude_errata: bool,
+    suite_size: int | None = None,
+    limited: bool = False,
+) -> dict[str, Any]:
+    """pass@k under both verdicts (all problems, and without errata), coverage, statuses, errata.
 
     Samples whose grading hit an infrastructure error are left out of ``n`` for their problem (a broken
     tool is not a wrong answer) and counted under ``infra_errors``; a problem with fewer than ``k``
     gradable samples does not enter pass@k. Known errata are the exception: their bench cannot run
     with the golden (the reward core reports that as INFRA_ERROR), so on the all-problems figure
     each of their samples counts as a failure, as under the official graders.
+
+    Coverage: ``tasks`` are the selected problems of a suite of ``suite_size``. A selected problem
+    without any sample counts as unsolved, unless the user ``limited`` the run on purpose
+    (``--problems``/``--limit``): then pass@k is over the sampled problems only. Either way the
+    unsampled problems are listed.
     """
     per_task: dict[str, list[GradedSample]] = defaultdict(list)
     for g in graded:
         per_task[g.task_id].append(g)
-    counts = {}
+    unsampled = [t.id for t in tasks if not per_task[t.id]]
+    counts, official_counts = {}, {}
     for task in tasks:
+        if not per_task[task.id]:
+            continue
         known_broken = erratum(task.id) is not None
         valid = [g for g in per_task[task.id] if known_broken or g.result.status is not Status.INFRA_ERROR]
-        counts[task.id] = (len(valid), sum(g.result.passed for g in valid))
+        counts[task.id] = (len(valid), sum(g.passed for g in valid))
+        official_counts[task.id] = (len(valid), sum(g.passed_official for g in valid))
     errata = sorted(t.id for t in tasks if erratum(t.id))
-    clean = {tid: nc for tid, nc in counts.items() if tid not in errata}
     n_max = max((n for n, _ in counts.values()), default=0)
     ks = ks_for(n_max, ks)
-    all_table, clean_table = _pass_at_k_table(counts, ks), _pass_at_k_table(clean, ks)
+    zeros = [] if limited else unsampled
+    strict, official = (
+        _verdict_tables(counts, errata, ks, zeros),
+        _verdict_tables(official_counts, errata, ks, zeros),
+    )
+    fallback = sorted(
+        {g.task_id for g in graded if g.strict is not None and g.strict.basis == BASIS_OFFICIAL}
+    )
+    sampled = len(tasks) - len(unsampled)
+    size = suite_size if suite_size is not None else len(tasks)
     return {
         "problems": len(tasks),
+        "problems_in_suite": size,
+        "problems_sampled": sampled,
+        "coverage": f"{sampled} of {size} problems sampled",
+        "limited": limited,
+        "unsampled": unsampled,
         "samples": len(graded),
         "samples_per_problem": n_max,
-        "pass_at_k": clean_table if exclude_errata else all_table,
-        "pass_at_k_all_problems": all_table,
-        "pass_at_k_excluding_errata": clean_table,
-        "problems_solved": sum(1 for _, c in counts.values() if c > 0),
-        "problems_solved_excluding_errata": sum(1 for _, c in clean.values() if c > 0),
-        "passed_samples": sum(g.result.passed for g in graded),
+        "pass_at_k": strict["clean"] if exclude_errata else strict["all"],
+        "pass_at_k_all_problems": strict["all"],
+        "pass_at_k_excluding_errata": strict["clean"],
+        "problems_solved": strict["solved"],
+        "problems_solved_excluding_errata": strict["solved_clean"],
+        "passed_samples": sum(g.passed for g in graded),
+        "official": {
+            "pass_at_k": official["clean"] if exclude_errata else official["all"],
+            "pass_at_k_all_problems": official["all"],
+            "pass_at_k_excluding_errata": official["clean"],
+            "problems_solved": official["solved"],
+            "problems_solved_excluding_errata": official["solved_clean"],
+            "passed_samples": sum(g.passed_official for g in graded),
+        },
+        "verdicts_differ": _weak_spots(graded),
+        "strict_fallback": fallback,
         "status_counts": dict(Counter(g.result.status.value for g in graded).most_common()),
         "infra_errors": sum(g.result.status is Status.INFRA_ERROR and not erratum(g.task_id) for g in graded),
         "errata_infra_errors": sum(
@@ -292,8 +406,13 @@ def summarize_suite(
         ),
         "errata": {tid: erratum(tid) for tid in errata},
         "errata_excluded": exclude_errata,
-        "errata_solved": sorted(tid for tid in errata if counts[tid][1] > 0),
-        "per_problem": {tid: {"n": n, "c": c} for tid, (n, c) in counts.items()},
+        "errata_solved": sorted(tid for tid in errata if counts.get(tid, (0, 0))[1] > 0),
+        "errata_solved_official": sorted(tid for tid in errata if official_counts.get(tid, (0, 0))[1] > 0),
+        "weak_bench": {t.id: weak_bench(t.id) for t in tasks if weak_bench(t.id)},
+        "module_names": {t.id: _names_note(t) for t in tasks if _names_note(t)},
+        "per_problem": {
+            tid: {"n": n, "c": c, "c_official": official_counts[tid][1]} for tid, (n, c) in counts.items()
+        },
     }
 
 
@@ -303,8 +422,13 @@ def summarize(
     *,
     ks: Sequence[int] = DEFAULT_KS,
     exclude_errata: bool = False,
+    suite_sizes: dict[str, int] | None = None,
+    limited: bool = False,
 ) -> dict[str, Any]:
-    """Summary over all suites present in ``tasks`` (keyed by suite name)."""
+    """Summary over all suites present in ``tasks`` (keyed by suite name); see :func:`summarize_suite`.
+
+    ``suite_sizes`` gives each suite's full problem count (default: the selected count).
+    """
     by_suite_tasks: dict[str, list[Task]] = defaultdict(list)
     by_suite_graded: dict[str, list[GradedSample]] = defaultdict(list)
     for task in tasks:
@@ -312,7 +436,14 @@ def summarize(
     for g in graded:
         by_suite_graded[split_task_id(g.task_id)[0]].append(g)
     return {
-        suite: summarize_suite(by_suite_graded[suite], suite_tasks, ks=ks, exclude_errata=exclude_errata)
+        suite: summarize_suite(
+            by_suite_graded[suite],
+            suite_tasks,
+            ks=ks,
+            exclude_errata=exclude_errata,
+            suite_size=(suite_sizes or {}).get(suite),
+            limited=limited,
+        )
         for suite, suite_tasks in by_suite_tasks.items()
     }
 
