@@ -24,6 +24,11 @@ them), the kernel itself (a kernel exploit escapes any namespace), the read-only
 ``/usr`` (a tool can read, not change, installed files), and wall time spent blocked on I/O
 beyond the wall backstop. Without bubblewrap (``sandbox=False``, debugging only) just the rlimits,
 the process-group kill and the output cap apply.
+
+What comes from the host all the same: ``--dev`` gives each job its own ``/dev``, but its ``null``,
+``zero``, ``full``, ``random``, ``urandom`` and ``tty`` are bind mounts of the host's nodes, modes
+included (a host ``/dev/null`` that lost its write bit breaks every job; :mod:`rewards.health`
+reports it). A job the kernel's OOM killer ends raises :class:`SandboxError`: the host's fault.
 """
 
 from __future__ import annotations
@@ -56,6 +61,18 @@ _OUT_OF_MEMORY = re.compile(
     r"unable to (re)?alloc|failed to allocate|not enough memory",
     re.I,
 )
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's OOM killer has ended since boot (``/proc/vmstat``), if known."""
+    try:
+        with open("/proc/vmstat", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def out_of_memory(text: str) -> bool:
@@ -335,6 +352,7 @@ def run_job(job: Job, sandbox: bool = True) -> JobResult:
         }
         log.debug("sandbox run: %s", shlex.join(argv))
         marks: dict[bytes, float | None] = {m.encode(): None for m in job.marks}
+        oom_before = oom_kills()
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -369,6 +387,15 @@ def run_job(job: Job, sandbox: bool = True) -> JobResult:
                 f"bubblewrap failed to set up the sandbox (exit code {rc}): {stderr_text.strip()[:300]}"
             )
         cpu_s = usage.ru_utime + usage.ru_stime
+        if sig == signal.SIGKILL and not (wall or truncated) and oom_before is not None:
+            oom_after = oom_kills()
+            if oom_after is not None and oom_after > oom_before:
+                # No limit of the job sends SIGKILL before the CPU hard limit; the host ran out of memory.
+                raise SandboxError(
+                    f"the job was killed by the kernel's OOM killer after {cpu_s:.1f} s CPU (oom_kill "
+                    f"{oom_before} -> {oom_after}): the host is short of memory; lower the number of "
+                    "workers or memory_mb"
+                )
         cpu_limit = sig in (signal.SIGXCPU, signal.SIGKILL) and not wall and not truncated
         return JobResult(
             returncode=rc,

@@ -3,6 +3,10 @@
 ``score(task, completion, config)`` returns one :class:`RewardResult`; ``score_batch`` scores many
 concurrently (tools are subprocesses, so threads suffice) and evaluates identical
 (task, code) pairs once. Infrastructure failures come back as ``INFRA_ERROR`` with ``reward=None``.
+
+A candidate's failure at a tool level (lint, function, PPA) counts only if the golden design passes
+that level in the same environment (:meth:`rewards.health.HealthMonitor.attribute`); otherwise the
+result is ``INFRA_ERROR`` and the process's :data:`rewards.health.HEALTH` turns unhealthy.
 """
 
 from __future__ import annotations
@@ -14,14 +18,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from rewards import cosim, guard, interface, lint, ppa, testbench
+from rewards import cosim, guard, health, interface, lint, ppa, testbench
 from rewards.cache import candidate_fingerprint, normalise_layout
 from rewards.config import RewardConfig
 from rewards.extract import extract_verilog
 from rewards.formal import check_equivalence
 from rewards.sandbox import Limits, SandboxError
 from rewards.sim import SimOutcome
-from rewards.tools import TOOLS, ToolNotFound, tool_versions
+from rewards.tools import TOOLS, ToolNotFound, liberty_path, tool_versions
 from rewards.types import RewardResult, Status, Task
 
 log = logging.getLogger(__name__)
@@ -137,7 +141,70 @@ def score(
         return _score(task, completion, config, _Stopwatch(timings))
     except _INFRA_EXCEPTIONS as exc:
         log.warning("infrastructure failure scoring %s: %s", task.id, exc)
+        if not isinstance(exc, interface.InterfaceError):  # that one is the task's, not the host's
+            health.HEALTH.check(canary_for(config), suspect=True)
         return RewardResult.infra_error(task.id, f"{type(exc).__name__}: {exc}")
+
+
+def canary_for(config: RewardConfig) -> Callable[[], health.Check]:
+    """:func:`rewards.health.run_canary` under ``config``'s limits (PPA only when it is scored)."""
+    with_ppa = config.ppa_enabled and config.w_ppa > 0
+    limits = health.CanaryLimits(
+        lint=limits_for(config, config.lint_cpu_s),
+        sim=limits_for(config, config.sim_cpu_s),
+        synth=limits_for(config, config.synth_cpu_s) if with_ppa else None,
+        sta=limits_for(config, config.sta_cpu_s) if with_ppa else None,
+    )
+    return functools.partial(health.run_canary, limits, config.sandbox)
+
+
+def _golden_check(task: Task, level: str, config: RewardConfig) -> health.Check:
+    """Run ``task``'s golden design through ``level`` as if it were the candidate."""
+    try:
+        if level == "syntax":
+            linted = lint.run_lint(
+                task.reference,
+                task.top_module,
+                limits=limits_for(config, config.lint_cpu_s),
+                sandbox=config.sandbox,
+            )
+            return health.Check(linted.ok, linted.log)
+        if level == "function":
+            outcome = _function_level(task, task.reference, config)
+            return health.Check(outcome.status is Status.OK, f"{outcome.status.value}: {outcome.log}")
+        figures = ppa.measure(
+            task.reference,
+            task.top_module,
+            ppa.clock_port_of(task),
+            liberty=liberty_path(),
+            synth_limits=limits_for(config, config.synth_cpu_s),
+            sta_limits=limits_for(config, config.sta_cpu_s),
+            sandbox=config.sandbox,
+        )
+        return health.Check(figures.ok, figures.error)
+    except _INFRA_EXCEPTIONS as exc:
+        return health.Check(False, f"{type(exc).__name__}: {exc}")
+
+
+def _attributed(
+    task: Task, config: RewardConfig, level: str, result: RewardResult, note: str = ""
+) -> RewardResult:
+    """``result`` (a failure at ``level``, or a pass whose ``note`` says PPA failed) unless the
+    golden design fails ``level`` here too or the canary fails: then INFRA_ERROR, saying why."""
+    failure = note or result.log
+    reason = health.HEALTH.attribute(
+        f"{task.content_hash()}:{config.content_hash()}",
+        level,
+        functools.partial(_golden_check, task, level, config),
+        canary_for(config),
+        health.environment_message(failure),
+    )
+    if reason is None:
+        return result
+    log.warning("%s result of %s voided, the host is at fault: %s", result.status.value, task.id, reason)
+    return RewardResult.infra_error(
+        task.id, f"{reason}. Not the candidate's verdict (it got {result.status.value}: {failure[:300]})"
+    )
 
 
 def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch) -> RewardResult:
@@ -192,7 +259,8 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
     if not lint_result.ok:
         watch.lap("syntax")
         status = Status.RESOURCE_LIMIT if lint_result.timed_out else Status.SYNTAX_ERROR
-        return _result(task, config, status, _levels(fmt=1.0), lint_result.log, metrics)
+        failed = _result(task, config, status, _levels(fmt=1.0), lint_result.log, metrics)
+        return _attributed(task, config, "syntax", failed)
     if broken is not None:
         raise broken
     if linted is not None and linted.outcome is not None:
@@ -208,11 +276,13 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
     metrics["vectors"] = outcome.total
     metrics["matched"] = outcome.matched
     if outcome.status is Status.INFRA_ERROR:
+        health.HEALTH.check(canary_for(config), suspect=True)
         return RewardResult.infra_error(task.id, outcome.log)
     if outcome.status is not Status.OK:
         fraction = outcome.matched / outcome.total if outcome.total else 0.0
         credit = config.partial_credit * fraction if outcome.status is Status.SIM_MISMATCH else 0.0
-        return _result(task, config, outcome.status, _levels(1.0, 1.0, credit), outcome.log, metrics)
+        failed = _result(task, config, outcome.status, _levels(1.0, 1.0, credit), outcome.log, metrics)
+        return failed if outcome.status is Status.FORBIDDEN else _attributed(task, config, "function", failed)
 
     if config.formal != "off":
         refuted = _formal_level(task, code, config, metrics)
@@ -236,7 +306,26 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
         if ppa_log:
             metrics["ppa_note"] = ppa_log[-300:]
     metrics["tools"] = _tool_versions()
-    return _result(task, config, Status.OK, _levels(1.0, 1.0, 1.0, ppa_level), "", metrics)
+    passed = _result(task, config, Status.OK, _levels(1.0, 1.0, 1.0, ppa_level), "", metrics)
+    note = metrics.get("ppa_note", "")
+    return _attributed(task, config, "ppa", passed, note) if note else passed
+
+
+def _function_level(task: Task, code: str, config: RewardConfig) -> SimOutcome:
+    """The function level on its own: the task's test bench, or co-simulation against the golden."""
+    if task.testbench:
+        return _testbench_level(task, code, config)
+    return cosim.run_cosim(
+        task,
+        code,
+        seeds=tuple(config.seeds),
+        comb_vectors=config.comb_vectors,
+        seq_cycles=config.seq_cycles,
+        reset_cycles=config.reset_cycles,
+        midrun_resets=config.midrun_resets,
+        limits=limits_for(config, config.sim_cpu_s),
+        sandbox=config.sandbox,
+    )
 
 
 def _testbench_level(task: Task, code: str, config: RewardConfig) -> SimOutcome:

@@ -64,8 +64,9 @@ from rewards.cache import (
     tools_fingerprint,
 )
 from rewards.config import RewardConfig, jobs_count
+from rewards.health import HEALTH
 from rewards.metrics import Counter, Gauge, Histogram, Registry
-from rewards.score import default_jobs, score
+from rewards.score import canary_for, default_jobs, score
 from rewards.tools import ToolNotFound, liberty_path, tool_versions
 from rewards.types import LEVELS, RewardResult, Status, Task, TaskError
 
@@ -171,6 +172,8 @@ class ServerMetrics:
         r.add(Gauge("rtlforge_workers", "scoring threads", lambda: engine.workers))
         r.add(Gauge("rtlforge_cache_hit_ratio", "cache hits / lookups since start", self._hit_ratio))
         r.add(Gauge("rtlforge_cache_entries", "results stored in the cache", lambda: len(engine.cache)))
+        for series in (HEALTH.healthy_gauge, HEALTH.faults, HEALTH.canary_runs, HEALTH.golden_failures):
+            r.add(series)
 
     def _hit_ratio(self) -> float:
         hits, misses = self.cache_hits.value(), self.cache_misses.value()
@@ -361,11 +364,14 @@ class ScoringEngine:
         return results
 
     def health(self) -> dict[str, Any]:
+        """The /healthz body; runs the environment canary when it is due (see :mod:`rewards.health`)."""
         missing = sorted(name for name, version in self.versions.items() if version == "missing")
         liberty_needed = self.config.ppa_enabled and self.config.w_ppa > 0
         ok = not missing and (self.liberty is not None or not liberty_needed)
+        fit = HEALTH.check(canary_for(self.config))
         return {
-            "status": "ok" if ok else "degraded",
+            "status": "ok" if ok and fit else "degraded" if fit else "unhealthy",
+            "environment": HEALTH.state(),
             "tools": self.versions,
             "missing_tools": missing,
             "liberty": self.liberty,
@@ -694,9 +700,11 @@ def main(argv: list[str] | None = None) -> int:
     health = engine.health()
     if health["status"] != "ok":
         log.warning(
-            "toolchain incomplete (missing %s, liberty %s): affected items will be INFRA_ERROR",
+            "toolchain incomplete or environment unfit (missing %s, liberty %s, environment: %s): "
+            "affected items will be INFRA_ERROR",
             health["missing_tools"],
             health["liberty"],
+            health["environment"]["reason"] or "ok",
         )
     print(
         f"rtlforge reward server listening on {url_of(sock)} (workers={engine.workers}, tasks={len(tasks)}, "
