@@ -3,7 +3,9 @@
 A directory holding ``adapter_config.json`` is a PEFT adapter: its base comes from ``base=`` or from
 the adapter's own ``base_model_name_or_path``; the adapter is merged into the base so generation runs
 at full speed. Anything else is loaded with ``AutoModelForCausalLM`` (a hub id works where a hub is
-reachable). The tokenizer comes from the checkpoint when it has one, else from the base.
+reachable). The tokenizer comes from the checkpoint when it has one, else from the base. A ``.gguf``
+file, as checkpoint or as an adapter's base, is converted once into a cached model directory
+(:mod:`rollout.gguf`) and loaded from there.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import logging
 import re
 from pathlib import Path
+
+from rollout.gguf import resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +108,8 @@ def load_tokenizer(checkpoint: str | Path, base: str | Path | None = None):
     """Tokenizer for sampling: from ``checkpoint`` if it has one, else ``base``; left padding, a pad token set."""
     from transformers import AutoTokenizer
 
-    source = checkpoint if _has_tokenizer(checkpoint) or base is None else base
+    checkpoint = resolve_model_path(str(checkpoint))
+    source = checkpoint if _has_tokenizer(checkpoint) or base is None else resolve_model_path(str(base))
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -116,8 +121,8 @@ def load_policy(checkpoint: str | Path, *, base: str | Path | None = None, devic
     """Load ``(model, tokenizer)`` ready for generation (eval mode, on ``device``).
 
     Args:
-        checkpoint: full/merged model directory (or hub id), or a LoRA adapter directory.
-        base: base model for an adapter (defaults to the one the adapter records).
+        checkpoint: full/merged model directory (or hub id), a ``.gguf`` file, or a LoRA adapter directory.
+        base: base model for an adapter (defaults to the one the adapter records; may be a ``.gguf``).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …
         dtype: torch dtype or its name; default bfloat16 on CUDA, float32 on CPU.
 
@@ -128,12 +133,13 @@ def load_policy(checkpoint: str | Path, *, base: str | Path | None = None, devic
     from transformers import AutoModelForCausalLM
 
     check_checkpoint(checkpoint)
+    checkpoint = resolve_model_path(str(checkpoint))
     path = Path(checkpoint)
     torch_dtype = resolve_dtype(dtype, device)
     if is_adapter(path):
         from peft import PeftModel
 
-        base_name = adapter_base(path, base)
+        base_name = resolve_model_path(adapter_base(path, base))
         log.info("loading LoRA adapter %s on base %s", path, base_name)
         model = AutoModelForCausalLM.from_pretrained(base_name, dtype=torch_dtype)
         model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()

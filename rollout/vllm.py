@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rollout.gguf import resolve_model_path
 from rollout.model import adapter_base, is_adapter
 
 log = logging.getLogger(__name__)
@@ -56,11 +57,11 @@ def load_vllm(
     for a full/merged model). Extra keyword arguments go to ``vllm.LLM``."""
     vllm = _import_vllm()
     lora_request = None
-    model = str(checkpoint)
+    model = resolve_model_path(str(checkpoint))
     if is_adapter(checkpoint):
         from vllm.lora.request import LoRARequest
 
-        model = adapter_base(checkpoint, base)
+        model = resolve_model_path(adapter_base(checkpoint, base))
         llm_kwargs.setdefault("enable_lora", True)
         llm_kwargs.setdefault("max_lora_rank", max_lora_rank)
         lora_request = LoRARequest("policy", 1, str(checkpoint))

@@ -4,7 +4,9 @@
     python -m train.merge --adapter runs/x/checkpoint-200 --base /models/base --out runs/x-merged --dtype bfloat16
 
 The base model is read from the adapter's ``adapter_config.json`` (``base_model_name_or_path``) unless
-``--base`` is given; the tokenizer comes from the adapter dir when it has one, else from the base.
+``--base`` is given; the tokenizer comes from the adapter dir when it has one, else from the base. A base
+that is a ``.gguf`` file (an adapter trained on a GGUF checkpoint records it) is loaded from its cached
+conversion (:mod:`rollout.gguf`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rollout.gguf import GGUFError, resolve_model_path
 from train.config import torch_dtype
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ def merge_adapter(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     adapter, out = Path(adapter), Path(out)
-    base = base or adapter_base_model(adapter)
+    base = resolve_model_path(base or adapter_base_model(adapter))
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype(dtype))
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         out = merge_adapter(args.adapter, args.out, base=args.base, dtype=args.dtype)
-    except MergeError as exc:
+    except (MergeError, GGUFError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(out)
