@@ -234,3 +234,40 @@ def test_candidate_text_that_imitates_a_host_fault_keeps_its_verdict():
     result = score(TASKS["tiny/and2"], code, RewardConfig(**CONFIG, ppa_enabled=False))
     assert result.status is Status.SYNTAX_ERROR and result.reward is not None, result
     assert HEALTH.healthy, HEALTH.reason
+
+
+@needs_root
+def test_evals_report_a_golden_failing_here_as_infra(tmp_path):
+    """Under an Icarus that cannot write its output, golden samples are INFRA, counted, never failed."""
+    bench = REPO.parent / "shared" / "benchmarks" / "verilog-eval-v2" / "dataset_spec-to-rtl"
+    problems = ["Prob004_vector2", "Prob005_notgate"]
+    records = []
+    for problem in problems:
+        golden = (bench / f"{problem}_ref.sv").read_text().replace("RefModule", "TopModule")
+        records += [
+            {"task_id": problem, "completion": golden},
+            {"task_id": problem, "completion": golden.replace("endmodule", "wire broken = ;\nendmodule")},
+        ]
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in records))
+    fake = tmp_path / "fake-iverilog"
+    fake.write_text(FAKE_TOOL.format(name="iverilog"))
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    evals = [sys.executable, "-m", "evals", "run", "--suite", "verilogeval-v2-spec-to-rtl"]
+    evals += ["--data", str(REPO.parent / "shared" / "benchmarks"), "--samples", str(samples)]
+    evals += ["--problems", ",".join(problems), "--no-ppa", "--out", str(out)]
+    script = f'mount --bind {fake} /usr/bin/iverilog && exec "$@"'
+    proc = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *evals],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    graded = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [g["status"] for g in graded] == ["INFRA_ERROR", "SYNTAX_ERROR"] * 2, graded
+    assert all(g["reward"] is None for g in graded if g["status"] == "INFRA_ERROR")
+    suite = json.loads((out / "summary.json").read_text())["suites"]["verilogeval-v2-spec-to-rtl"]
+    assert suite["infra_errors"] == 2 and suite["status_counts"]["INFRA_ERROR"] == 2, suite
