@@ -8,7 +8,8 @@ How a verdict is reached (DESIGN.md, "The verdict must be the harness's, never t
    so: ``rst_n``, ``resetn``, ``nrst`` …) and every other input as data.
 2. Stimulus is generated here, seeded and deterministic: directed corners (and the numeric
    literals of the golden source, for inputs they fit) then random values; sequential designs get
-   reset held at the start of each seed and extra resets mid-run, inputs that change 4 time units
+   reset held at the start of each seed and extra resets mid-run (a single cycle long in every
+   second seed, so a design that needs a longer reset is caught), inputs that change 4 time units
    away from either clock edge, and (second and third seeds) inputs that often keep their value
    for long runs of cycles.
 3. The golden and the candidate are simulated in *separate* Icarus runs with the same harness, so
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SimOutcome", "LintedOutcome", "run_cosim", "run_lint_and_cosim", "golden_trace", "GOLDEN_CACHE"]
 
-HARNESS_VERSION = 3
+HARNESS_VERSION = 4
 """Bump when the harness or stimulus changes, so cached golden traces are recomputed."""
 
 GOLDEN_CACHE = LruCache(size=512)
@@ -317,13 +318,14 @@ def _seq_seed(
     reset_cycles: int,
     midrun_resets: int,
     hold: float = 0.0,
+    midrun_cycles: int | None = None,
 ) -> list[tuple[int, ...]]:
     ports = roles.data_inputs
     reset_at = {i for i in range(min(reset_cycles, cycles))} if roles.reset else set()
     if roles.reset and cycles > reset_cycles + 2:
         for _ in range(midrun_resets):
             start = rng.randrange(reset_cycles + 1, cycles - 1)
-            reset_at.update(range(start, min(cycles, start + max(1, reset_cycles))))
+            reset_at.update(range(start, min(cycles, start + (midrun_cycles or max(1, reset_cycles)))))
     vectors = []
     for cycle in range(cycles):
         row = list(_random_vector(rng, ports, values))
@@ -365,7 +367,14 @@ def build_stimulus(
         starts.append((int(seed), len(vectors)))
         if roles.clock:
             vectors += _seq_seed(
-                rng, roles, values, seq_cycles, reset_cycles, midrun_resets, hold=_HOLD[n % len(_HOLD)]
+                rng,
+                roles,
+                values,
+                seq_cycles,
+                reset_cycles,
+                midrun_resets,
+                hold=_HOLD[n % len(_HOLD)],
+                midrun_cycles=1 if n % 2 else None,
             )
         else:
             vectors += _comb_seed(rng, roles.data_inputs, values, comb_vectors, first=n == 0)

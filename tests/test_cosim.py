@@ -143,6 +143,8 @@ def test_sequential_stimulus_resets_each_seed_and_midrun():
         resets = [v[0] for v in plan.vectors[start : start + 50]]
         assert resets[:3] == [0, 0, 0] and resets[3] == 1  # active low, held 3 cycles
         assert 0 in resets[4:]  # a mid-run reset
+    second = "".join(str(v[0]) for v in plan.vectors[53:100])
+    assert "101" in second  # every second seed also resets for a single cycle mid-run
     assert "rst_n" in plan.hex_text() or len(plan.hex_text().splitlines()) == 100
 
 

@@ -294,13 +294,16 @@ endmodule"""
 
 
 def test_time_and_random_guessing_fail(counter_task, cosim_task):
+    """Nondeterminism and simulation time are rejected up front (formal would read them differently)."""
     guess = COSIM_WRONG.replace("a | b", "($time > 3) ? a & b : $random").format(items="", extra="")
-    _assert_fails(_score(cosim_task, guess), {Status.SIM_MISMATCH})
+    _assert_fails(_score(cosim_task, guess), {Status.FORBIDDEN})
     phase = """module TopModule (input clk, input reset, input en, output reg [3:0] q, output wrap);
   assign wrap = ($stime % 10) < 5;
   always @(posedge clk) q <= reset ? 4'd0 : q + ($realtime > 100.0);
 endmodule"""
-    _assert_fails(_score(counter_task, phase), {Status.SIM_MISMATCH})
+    _assert_fails(_score(counter_task, phase), {Status.FORBIDDEN})
+    urandom = COSIM_WRONG.replace("a | b", "$urandom_range(1, 0) ? a | b : a").format(items="", extra="")
+    _assert_fails(_score(cosim_task, urandom), {Status.FORBIDDEN})
 
 
 # --- in-process denial of service (the guard runs unsandboxed, inside the reward server) -----
