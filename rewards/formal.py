@@ -187,22 +187,22 @@ def prepare_script(top: str, gold: str, gate: str, miter: str, sequential: bool)
             f"rename {top} {new_name}",
         ]
 
-    lines = [f"log {_STAGE}golden", *design(_GOLD_FILE, gold), "design -stash rtlf_gold"]
-    lines += [f"log {_STAGE}candidate", *design(_GATE_FILE, gate)]
+    lines = [f"log -stderr {_STAGE}golden", *design(_GOLD_FILE, gold), "design -stash rtlf_gold"]
+    lines += [f"log -stderr {_STAGE}candidate", *design(_GATE_FILE, gate)]
     lines += [
         f"design -copy-from rtlf_gold -as {gold} {gold}",
-        f"log {_STAGE}miter",
+        f"log -stderr {_STAGE}miter",
         f"read_verilog -sv {_WRAP_FILE}",
         f"hierarchy -check -top {miter}",
         "proc",
         "flatten",
         "opt_clean",
-        f"log {_STAGE}latch",
+        f"log -stderr {_STAGE}latch",
         "select -assert-none t:$dlatch t:$adlatch t:$dlatchsr t:$sr",
     ]
     if sequential:
         lines += [
-            f"log {_STAGE}clock",
+            f"log -stderr {_STAGE}clock",
             # flip-flops whose clock pin is driven by anything but the wrapper's clock
             "select -assert-none r:CLK_POLARITY %ci1:+[CLK] r:CLK_POLARITY %d w:rtlf_clk %d",
             "async2sync",
@@ -210,7 +210,7 @@ def prepare_script(top: str, gold: str, gate: str, miter: str, sequential: bool)
             "tee -q -o posedge.txt select -count r:CLK_POLARITY=1",
             "select -clear",
         ]
-    lines += [f"log {_STAGE}write", f"write_rtlil {_MODEL_FILE}", ""]
+    lines += [f"log -stderr {_STAGE}write", f"write_rtlil {_MODEL_FILE}", ""]
     return "\n".join(lines)
 
 
@@ -225,7 +225,7 @@ class Model:
 
 
 def _stage_of(text: str) -> str:
-    stages = re.findall(rf"{_STAGE}(\w+)", text)
+    stages = re.findall(rf"^{_STAGE}(\w+)$", text, re.M)
     return stages[-1] if stages else "start"
 
 
@@ -276,7 +276,7 @@ def prepare(task: Task, code: str, roles: PortRoles, limits: Limits, sandbox: bo
     if _crashed(result):
         return Model(problem=f"yosys crashed building the miter: {result.tail(300)}", infra=True, cpu_s=cpu)
     if result.returncode != 0 or _MODEL_FILE not in result.outputs:
-        stage, error = _stage_of(result.stdout), _first_error(result)
+        stage, error = _stage_of(result.stderr), _first_error(result)
         what = {
             "golden": "the golden design has no formal model",
             "candidate": "unsupported construct in the design",
@@ -304,6 +304,11 @@ class EngineRun:
     reason: str = ""
     cpu_s: float = 0.0
     crashed: bool = False
+
+
+def _engine_limits(limits: Limits, cpu_s: float) -> Limits:
+    """``limits`` with an engine's CPU budget and a wall backstop of four times it (load is not a timeout)."""
+    return replace(limits, cpu_s=cpu_s, wall_s=cpu_s * 4 + 2)
 
 
 _SAT_ROW = re.compile(r"^\s*(\d+\s+)?\\(\S+)\s+\S+\s+\S+\s+([01xz]+)\s*$")
@@ -336,7 +341,7 @@ def run_sat(
     job = Job(
         argv=(YOSYS.binary(), "-Q", "-T", "-p", f"read_rtlil {_MODEL_FILE}; {command}"),
         files=((_MODEL_FILE, model),),
-        limits=replace(limits, cpu_s=cpu_s + 2, wall_s=limits.wall_s + cpu_s),
+        limits=_engine_limits(limits, cpu_s + 2),
         ro_binds=YOSYS.ro_binds(),
     )
     result = run_job(job, sandbox=sandbox)
@@ -411,7 +416,7 @@ def run_pdr(model: str, sequential: bool, cpu_s: float, limits: Limits, sandbox:
     job = Job(
         argv=("/bin/sh", "-c", script),
         files=((_MODEL_FILE, model),),
-        limits=replace(limits, cpu_s=cpu_s + 3, wall_s=limits.wall_s + cpu_s),
+        limits=_engine_limits(limits, cpu_s + 3),
         outputs=("cex.txt", "miter.aig", "miter.aim"),
         ro_binds=tuple(sorted({*YOSYS.ro_binds(), *YOSYS_ABC.ro_binds()})),
     )
@@ -668,7 +673,10 @@ def _check(
     if sat.outcome == "proved":
         return FormalResult("proved", engine="sat", cpu_s=spent)
     if sat.outcome == "cex":
-        return replace(_confirm(task, code, roles, sat, "sat", limits, sandbox), cpu_s=spent)
+        confirmed = _confirm(task, code, roles, sat, "sat", limits, sandbox)
+        if confirmed.verdict == "counterexample":
+            return replace(confirmed, cpu_s=spent)
+        sat = replace(sat, reason=confirmed.reason)  # x semantics differ: let the two-valued engine try
     pdr = run_pdr(model.rtlil, sequential, max(1.0, cpu_s - sat.cpu_s), limits, sandbox)
     spent += pdr.cpu_s
     if pdr.crashed:
