@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rewards import sandbox, score  # noqa: E402
+from rewards import formal, sandbox, score  # noqa: E402
 from rewards.config import jobs_count, load_reward_config  # noqa: E402
 from rewards.types import Task  # noqa: E402
 
@@ -183,6 +183,7 @@ def main() -> None:
     serial, timings = [], {}
     for _ in range(args.repeat):
         stage: dict[str, float] = {}
+        formal.RESULT_CACHE.clear()  # per-candidate verdicts: measure the work, not the cache
         with Recorder() as recorder:
             start = time.perf_counter()
             statuses = [
@@ -208,6 +209,8 @@ def main() -> None:
             f"{k} {v * 1000 / len(items):.1f} ms ({100 * v / total:.0f}%)" for k, v in timings.items()
         )
     )
+    share = 100 * timings.get("formal", 0.0) / total
+    print(f"formal level: {share:.0f}% of scoring time (it runs on co-simulation passes only)")
     rates = []
     for _ in range(args.repeat):
         start = time.perf_counter()
