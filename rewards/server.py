@@ -164,6 +164,13 @@ class ServerMetrics:
             Counter("rtlforge_cancelled_items_total", "queued items dropped on disconnect")
         )
         self.deadline = r.add(Counter("rtlforge_deadline_exceeded_total", "items past --item-timeout-s"))
+        self.formal = r.add(
+            Counter(
+                "rtlforge_formal_total",
+                "formal-level verdicts of items (proved, bounded, counterexample, unknown)",
+                ["verdict"],
+            )
+        )
         self.stage = r.add(Histogram("rtlforge_stage_seconds", "seconds per scoring level", ["stage"]))
         self.item = r.add(Histogram("rtlforge_item_seconds", "seconds to score one unique item", ["status"]))
         self.request = r.add(Histogram("rtlforge_request_seconds", "seconds per POST /score"))
@@ -361,6 +368,8 @@ class ScoringEngine:
     def account(self, results: list[RewardResult]) -> list[RewardResult]:
         for result in results:
             self.metrics.items.inc(status=result.status.value)
+            if verdict := result.metrics.get("formal"):
+                self.metrics.formal.inc(verdict=str(verdict).split(":")[0])
         return results
 
     def health(self) -> dict[str, Any]:

@@ -190,7 +190,9 @@ def test_healthz_metrics_docs(server):
     assert set(health["tools"]) == {"verilator", "iverilog", "vvp", "yosys", "sta"}
     assert "missing" not in health["tools"].values() and health["liberty"].endswith(".lib")
     post(server.url, json={"items": [{"task_id": "tiny/mux2", "completion": "no code"}]})
+    post(server.url, json={"items": [{"task_id": "tiny/mux2", "completion": golden("tiny/mux2")}]})
     text = httpx.get(server.url + "/metrics").text
+    assert 'rtlforge_formal_total{verdict="proved"}' in text
     for series in (
         'rtlforge_requests_total{code="200"}',
         'rtlforge_items_total{status="FORMAT_ERROR"}',
