@@ -390,11 +390,13 @@ def parse_aiger_cex(cex: str, aig_header: bytes, aim: str) -> tuple[dict[str, in
         parts = line.split()
         if len(parts) == 4 and parts[0] == "input" and parts[3].startswith("i_"):
             bits[int(parts[1])] = (parts[3][2:], int(parts[2]))
-    rows = [line.strip() for line in cex.splitlines() if line.strip() and set(line.strip()) <= set("01x")]
-    if rows and len(rows[0]) == n_latches and n_latches != n_inputs:
-        rows = rows[1:]
-    elif rows and n_latches and len(rows) > 1 and len(rows[0]) == n_latches:
-        rows = rows[1:]
+    # ABC writes the initial latch values, then each frame's inputs, as one run of digits (or lines).
+    digits = "".join(ch for line in cex.splitlines() for ch in line.split("#")[0] if ch in "01x")
+    if n_inputs == 0:
+        return ()
+    if len(digits) >= n_latches and (len(digits) - n_latches) % n_inputs == 0:
+        digits = digits[n_latches:]
+    rows = [digits[k : k + n_inputs] for k in range(0, len(digits) - n_inputs + 1, n_inputs)]
     trace = []
     for row in rows:
         values: dict[str, int] = {}

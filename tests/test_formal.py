@@ -224,3 +224,11 @@ def test_a_cosim_pass_that_formal_refutes_fails_only_when_confirming(mode):
         assert 0 < result.reward < score.score(task, XOR_GOLDEN, config).reward
     else:
         assert result.status is Status.OK and "formal" not in result.metrics
+
+
+def test_bug_past_the_bounded_depth_is_found_by_pdr_and_replayed():
+    golden = COUNTER.format(w=7)
+    bad = golden.replace("q <= q + 1'b1;", "q <= (q == 8'd40) ? 8'd0 : q + 1'b1;")
+    found = _check(golden, bad, cpu_s=8.0)
+    _refuted(found)
+    assert found.engine == "pdr" and found.depth > 20
