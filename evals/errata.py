@@ -1,6 +1,6 @@
 """Known benchmark errata: problems whose own golden design fails its own test bench.
 
-Measured with the project's toolchain (Icarus Verilog 11, see DESIGN.md "Benchmarks"). These problems
+Measured with the project's toolchain (Icarus Verilog 11, see docs/design.md, "Benchmarks"). These problems
 are always graded and always reported; they leave the pass@k denominators only when the user asks
 (``--exclude-errata``), and the summary then shows both numbers.
 """

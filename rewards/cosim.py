@@ -1,6 +1,6 @@
 """Co-simulation of a candidate against the golden design, decided in Python.
 
-How a verdict is reached (DESIGN.md, "The verdict must be the harness's, never the design's"):
+How a verdict is reached (docs/design.md, "The verdict is the harness's, never the design's"):
 
 1. The golden module's ports (``task.reference``, ``task.top_module``) give the harness: a clock
    (``meta["clock"]`` or a clock-like 1-bit input name; none means combinational), a reset

@@ -1,4 +1,4 @@
-"""Static checks that keep a candidate from deciding its own verdict (DESIGN.md, "The verdict must be
+"""Static checks that keep a candidate from deciding its own verdict (docs/design.md, "The verdict is
 the harness's, never the design's").
 
 A candidate is checked in two layers, both on allow-lists rather than deny-lists:

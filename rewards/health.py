@@ -1,6 +1,6 @@
 """Is this host fit to score? A fault of the scoring host must never become a candidate's verdict.
 
-Three parts (DESIGN.md, "A fault of the host is never a verdict"):
+Three parts (docs/design.md, "A fault of the host is never a verdict"):
 
 * :func:`environment_message` — the one place that reads a tool message as being about the host,
   not the design: a system path that cannot be written or opened, a full disk, permission denied

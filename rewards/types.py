@@ -1,4 +1,4 @@
-"""Records shared by every part of the reward stack (see DESIGN.md, "Records")."""
+"""Records shared by every part of the reward stack (see docs/design.md, "Records")."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ LEVELS = ("format", "syntax", "function", "ppa")
 
 @dataclass
 class RewardResult:
-    """What scoring returns per completion (DESIGN.md). ``reward`` is ``None`` iff status is INFRA_ERROR."""
+    """What scoring returns per completion (docs/design.md, "Records"). ``reward`` is ``None`` iff status is INFRA_ERROR."""
 
     task_id: str
     status: Status

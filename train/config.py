@@ -10,8 +10,8 @@ Each entry script declares one dataclass that subclasses a TRL config (``GRPOCon
     cfg = load_config(DPOScriptConfig, argv)          # argv like ["--config", "x.yaml", "--lr", "1e-5"]
     save_resolved_config(cfg, cfg.output_dir)        # writes <output_dir>/resolved_config.yaml
 
-Rules (STYLE.md, "Configs"): every field has a default and a help string; the YAML file (``--config``)
-overrides the defaults, flags override the YAML; an unknown key in either place is a
+Rules (docs/design.md, "Training"): every field has a default and a help string; the YAML file
+(``--config``) overrides the defaults, flags override the YAML; an unknown key in either place is a
 :class:`ConfigError` listing close matches. Like ``argparse``, :func:`load_config` ends the process on
 such an error with one line on stderr and exit status 2 (no traceback); ``exit_on_error=False``
 raises the :class:`ConfigError` instead.
