@@ -28,6 +28,19 @@ if [ ! -f "$LIB" ]; then
   rm -rf "$tmp"
 fi
 
+# A one-node Slurm cluster for tests/test_slurm.py (Slurm 22.05 + munge); the job scripts use curl.
+need_slurm=()
+for pkg in slurmctld slurmd slurm-client munge curl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_slurm+=("$pkg")
+done
+if [ ${#need_slurm[@]} -gt 0 ]; then
+  echo "setup: installing Slurm packages: ${need_slurm[*]}"
+  $SUDO apt-get update -qq
+  # The packages try to start their services; without an init system that is refused, which is fine:
+  # the tests start their own daemons from a private config.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_slurm[@]}"
+fi
+
 PY=${PYTHON:-python3}
 stdlib=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 if [ -f "$stdlib/EXTERNALLY-MANAGED" ]; then
