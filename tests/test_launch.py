@@ -268,3 +268,14 @@ def test_evals_job_dry_run_keeps_arguments_intact(tmp_path: Path, capsys) -> Non
     ).stdout
     assert out.strip() == f"+ {sys.executable} -m evals run " + " ".join(args) + " --jobs 16"
     assert main(["evals", "--cluster", str(_cluster(tmp_path)), "--dry-run"]) == 2
+
+
+def test_cpu_cluster_requests_no_gpus(tmp_path: Path, capsys) -> None:
+    cluster = _cluster(tmp_path, train_nodes=2, gpus_per_node=0, vllm_nodes=0)
+    recipe = "configs/grpo/tiny_cpu.yaml"
+    assert main(["slurm", "--algo", "grpo", "--config", recipe, "--cluster", str(cluster), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "--gpus-per-node" not in out.splitlines()[0] and "--output=" in out.splitlines()[0]
+    assert "RTLF_NUM_PROCESSES=2" in out
+    with pytest.raises(LaunchError, match="vLLM server needs GPUs"):
+        load_yaml_dataclass(ClusterConfig, _cluster(tmp_path, gpus_per_node=0))
