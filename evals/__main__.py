@@ -4,12 +4,24 @@
         --model runs/grpo/final [--base BASE] --n 10 --temperature 0.8 --out runs/eval/v2
     python -m evals run --suite rtllm-v1.1 --data ../shared/benchmarks/rtllm-v1.1 \\
         --samples completions.jsonl --out runs/eval/rtllm
-    python -m evals goldens --suite all --data ../shared/benchmarks --out goldens.jsonl   # toolchain check
+    python -m evals goldens --suite all --data ../shared/benchmarks --out goldens.jsonl   # benchmark check
 
 ``--suite`` takes one suite, a comma-separated list, or ``all``. Writes ``DIR/samples.jsonl`` (one graded
 sample per line), ``DIR/summary.json`` (pass@k per suite, status counts, errata handling, PPA vs
 golden), ``DIR/report.md`` and ``DIR/report.png``. Known errata (``evals/errata.py``) are always graded
 and reported; ``--exclude-errata`` removes them from the headline denominators (both numbers are kept).
+
+Every sample gets two verdicts (:mod:`evals.strict`): ``passed_official``, the benchmark's own bench,
+and ``passed``, strict: also co-simulated against the reference (no x/z output where the reference's is
+defined) and not refuted by the formal level. Both pass@k tables are reported, with the samples where
+they differ. The headline says how many of the suite's problems were sampled: problems a ``--samples``
+file leaves out count as unsolved (with a warning that lists them) unless the run was limited on purpose
+with ``--problems``/``--limit``.
+
+``goldens`` writes the golden completions, then grades each golden under both verdicts, checks that
+each reference drives every output after reset, and grades probe modules (undriven outputs, printed
+pass strings, constant outputs) to list the weak benches per suite (``OUT.check.json``; exit 1 when a
+golden outside the errata fails).
 """
 
 from __future__ import annotations

@@ -262,8 +262,13 @@ def summary_lines(check: dict[str, Any]) -> list[str]:
         lines.append(f"  weak benches (official harness accepts the probe): {weak}")
         strict = ", ".join(f"{p} ({'/'.join(k)})" for p, k in s["strict_accepts_probe"].items()) or "none"
         lines.append(f"  probes passing the strict verdict: {strict}")
-        undefined = ", ".join(f"{p} {sorted(o)}" for p, o in s["undefined_reference_outputs"].items())
-        lines.append(f"  references with x/z outputs after reset: {undefined or 'none'}")
+        undefined = "; ".join(
+            f"{p} " + ", ".join(f"{name} {100 * share:.1f}%" for name, share in sorted(o.items()))
+            for p, o in s["undefined_reference_outputs"].items()
+        )
+        lines.append(
+            f"  references with x/z outputs after reset (share of compared rows): {undefined or 'none'}"
+        )
         if s["reference_unusable"]:
             lines.append(f"  references the co-simulation cannot use: {sorted(s['reference_unusable'])}")
         if s["probe_errors"]:
