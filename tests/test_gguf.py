@@ -100,6 +100,16 @@ def test_record_source_names_the_gguf_for_peft_and_keeps_the_config_loadable(tmp
     assert model.name_or_path == str(Path("m.gguf").resolve())
 
 
+def test_cli_answers_help():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "rollout.gguf", "fetch", "--help"], cwd=REPO, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and "--convert" in proc.stdout, proc.stderr[-2000:]
+
+
 # ---------------------------------------------------------------------------- the real model
 @pytest.fixture(scope="module")
 def smollm2() -> str:
