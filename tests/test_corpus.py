@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -44,7 +45,8 @@ def test_committed_splits_match_manifest_and_record_format():
                 assert task.meta["reset_active"] == (task.meta["reset"] == "rst")
             assert f"`{task.top_module}`" in task.prompt
     assert sum(len(t) for t in splits.values()) == manifest["size"] - sum(manifest["shortfall"].values())
-    assert len(splits["train"]) >= 250 and len(splits["val"]) >= 40 and len(splits["test"]) >= 40
+    assert len(splits["train"]) >= 600 and len(splits["val"]) >= 80
+    assert len(splits["test"]) >= 100 and len(splits["test_ood"]) >= 60
 
 
 def test_splits_are_disjoint_and_hold_out_designs_and_families():
@@ -52,14 +54,19 @@ def test_splits_are_disjoint_and_hold_out_designs_and_families():
     ids = [t.id for tasks in splits.values() for t in tasks]
     assert len(ids) == len(set(ids))
     designs = {split: {(t.reference, t.meta.get("reset")) for t in tasks} for split, tasks in splits.items()}
-    assert not designs["train"] & designs["val"]
-    assert not designs["train"] & designs["test"]
-    assert not designs["val"] & designs["test"]
+    for a, b in itertools.combinations(SPLITS, 2):
+        assert not designs[a] & designs[b], (a, b)
     train_families = {t.meta["family"] for t in splits["train"]}
-    test_families = {t.meta["family"] for t in splits["test"]}
-    assert {"gray2bin", "seq_detector_mealy"} <= test_families - train_families
-    train_widths = {t.meta["params"].get("w") for t in splits["train"] if t.meta["family"] == "adder"}
-    assert train_widths and not train_widths & {5, 6, 10, 12}
+    ood_families = {t.meta["family"] for t in splits["test_ood"]}
+    assert {"gray2bin", "seq_detector_mealy"} <= ood_families - train_families
+    # test: unseen instances inside the training ranges; test_ood: unseen widths
+    widths = {
+        split: {t.meta["params"].get("w") for t in splits[split] if t.meta["family"] == "adder"} for split in SPLITS
+    }
+    assert widths["train"] and not widths["train"] & {5, 6, 10, 12}
+    assert widths["test"] and widths["test"] <= {2, 3, 4, 8, 16}
+    assert widths["test_ood"] <= {5, 6, 10, 12}
+    assert {t.meta["family"] for t in splits["test"]} <= train_families
 
 
 def test_every_design_split_is_fixed_by_its_parameters():

@@ -1,10 +1,10 @@
 """Corpus command line.
 
-    python -m train.corpus generate --out DIR [--seed 0] [--size 400] [--jobs N] [--no-verify] [--no-decontam]
+    python -m train.corpus generate --out DIR [--seed 0] [--size 1000] [--jobs N] [--no-verify] [--no-decontam]
     python -m train.corpus verify FILE [--jobs N] [--mutants 3]
     python -m train.corpus stats [FILE ...]
 
-``generate`` writes DIR/{train,val,test}.jsonl and DIR/manifest.json (same seed and size give the
+``generate`` writes DIR/{train,val,test,test_ood}.jsonl and DIR/manifest.json (same seed and size give the
 same bytes) and prints counts, drops, decontamination removals and timings. ``verify`` re-scores
 every golden of FILE and its mutants with the reward core and exits 1 if any golden fails.
 """
@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from rewards.config import jobs_count
+from train.corpus.base import SPLITS
 from train.corpus.loader import CorpusFileError, load_task_file
 
 
@@ -41,6 +42,7 @@ def _generate(args: argparse.Namespace) -> int:
     print(f"dropped by verification: {len(report.dropped)}")
     for item in report.dropped[:50]:
         print(f"  {item['id']}: {item['reason'][:200]}")
+    print(f"skipped (same id or golden as an earlier split): {len(report.overlap)}")
     print(f"removed by decontamination: {len(report.decontaminated)}")
     for item in report.decontaminated[:50]:
         print(f"  {item['id']}: {item['check']} ~ {item['benchmark']} ({item['detail']})")
@@ -72,7 +74,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     from train.corpus.loader import DATA_DIR
 
-    files = args.files or [DATA_DIR / f"{s}.jsonl" for s in ("train", "val", "test")]
+    files = args.files or [DATA_DIR / f"{s}.jsonl" for s in SPLITS]
     for path in files:
         tasks = load_task_file(path)
         counts = Counter(t.meta.get("family", t.id.split("/")[0]) for t in tasks)
@@ -87,11 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="generate verified train/val/test splits")
+    gen = sub.add_parser("generate", help="generate verified train/val/test/test_ood splits")
     gen.add_argument("--out", type=Path, required=True, help="output directory")
     gen.add_argument("--seed", type=int, default=0, help="draw and order of designs and phrasings")
     gen.add_argument(
-        "--size", type=int, default=400, help="total tasks (75%% train, 12.5%% val, 12.5%% test)"
+        "--size",
+        type=int,
+        default=1000,
+        help="total tasks (70%% train, 10%% val and 12%% test: unseen instances, 8%% test_ood)",
     )
     gen.add_argument(
         "--jobs", type=jobs_count, default=None, help="concurrent scoring jobs (default, or 0: one per core)"

@@ -9,13 +9,17 @@ that any design meeting the spec matches the golden on every output the golden d
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 TOP = "top_module"
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "test_ood")
+# Share of each family's training-range designs held out as unseen instances (val for choosing
+# hyper-parameters, test for the learning target); the rest is trained on.
+INSTANCE_SHARE = {"val": 0.10, "test": 0.15}
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,8 @@ class Port:
     reg: bool = False  # golden declares ``output reg``
 
     def declaration(self) -> str:
-        rng = f" [{self.width - 1}:0]" if self.width > 1 else ""
+        # "[W-1:0]" spells the width as the spec states it: a copy, not a subtraction, for a model.
+        rng = f" [{self.width}-1:0]" if self.width > 1 else ""
         kind = " reg" if self.reg else ""
         return f"{self.direction}{kind}{rng} {self.name}"
 
@@ -114,8 +119,8 @@ def article(text: str) -> str:
 
 
 def reg(name: str, width: int) -> str:
-    """``  reg [w-1:0] name;`` (or ``  reg name;`` for one bit)."""
-    return f"  reg [{width - 1}:0] {name};\n" if width > 1 else f"  reg {name};\n"
+    """``  reg [w-1:0] name;`` (or ``  reg name;`` for one bit), the width spelled as in the spec."""
+    return f"  reg [{width}-1:0] {name};\n" if width > 1 else f"  reg {name};\n"
 
 
 def clog2(n: int) -> int:
@@ -149,6 +154,38 @@ def by_value(key: str, val: Sequence[Any], test: Sequence[Any]) -> Callable[[dic
 def only(split: str) -> Callable[[dict[str, Any]], str]:
     """Split rule for a whole held-out family."""
     return lambda params: split
+
+
+def assign_splits(family: Family) -> list[tuple[dict[str, Any], str]]:
+    """Every design of ``family`` with the split it belongs to.
+
+    Designs outside the training ranges (``split_of`` says val or test: unseen widths, moduli, ...)
+    and whole held-out families go to ``test_ood``. The designs inside the training ranges are ranked
+    by a stable hash of their parameters and :data:`INSTANCE_SHARE` of them are held out as unseen
+    instances (``val``, ``test``); the rest is ``train``. The split of a design depends only on its
+    family and parameters, never on the seed or the corpus size.
+    """
+    grid = family.grid()
+    in_range = [p for p in grid if family.split_of(p) == "train"]
+    ranked = sorted(in_range, key=lambda p: stable_hash("instance", family.name, _params_key(p)))
+    n_test = max(1, round(len(ranked) * INSTANCE_SHARE["test"])) if len(ranked) >= 3 else 0
+    n_val = max(1, round(len(ranked) * INSTANCE_SHARE["val"])) if len(ranked) >= 6 else 0
+    held = {_params_key(p): "test" for p in ranked[:n_test]}
+    held |= {_params_key(p): "val" for p in ranked[n_test : n_test + n_val]}
+    return [
+        (p, held.get(_params_key(p), "train") if family.split_of(p) == "train" else "test_ood") for p in grid
+    ]
+
+
+def _params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def normalised_golden(source: str) -> str:
+    """A golden with comments and whitespace removed: equal for designs that differ only in layout."""
+    source = re.sub(r"/\*.*?\*/", " ", source, flags=re.S)
+    source = re.sub(r"//[^\n]*", " ", source)
+    return re.sub(r"\s+", "", source)
 
 
 # --- clocking and reset ------------------------------------------------------------------------

@@ -2,15 +2,18 @@
 
 Order of work (all seeded, so the same arguments give the same bytes):
 
-1. every family lists its designs; each design belongs to one split by its parameters
-   (held-out widths, moduli, patterns) or because its whole family is held out;
+1. every family lists its designs; each design belongs to one split by its parameters: designs in
+   held-out ranges (widths, moduli, ...) and whole held-out families are ``test_ood``; the designs in
+   the training ranges are divided into ``train`` and unseen instances (``val``, ``test``) by a stable
+   hash of their parameters (:func:`train.corpus.base.assign_splits`);
 2. each split's quota is filled round-robin over its families (shuffled by the seed), one task per
    (design, phrasing) - a design is only reused with another phrasing once its family has run out;
-3. candidates near a benchmark problem are removed (:mod:`train.corpus.decontam`);
+3. candidates near a benchmark problem are removed (:mod:`train.corpus.decontam`), and so is any
+   candidate whose id or normalised golden already belongs to an earlier split (train first);
 4. candidates are verified with the reward core in order until the quota is met: the golden
    must pass, and at least one mutant must be caught (:mod:`train.corpus.verify`).
 
-The output directory gets ``train.jsonl``, ``val.jsonl``, ``test.jsonl`` and ``manifest.json``
+The output directory gets ``train.jsonl``, ``val.jsonl``, ``test.jsonl``, ``test_ood.jsonl`` and ``manifest.json``
 (counts, what was dropped and why, decontamination removals, timings).
 """
 
@@ -28,14 +31,14 @@ from typing import Any
 
 from rewards.types import Task
 from train.corpus import comb, seq
-from train.corpus.base import SPLITS, TOP, Design, Family
+from train.corpus.base import SPLITS, TOP, Design, Family, assign_splits, normalised_golden
 
 log = logging.getLogger(__name__)
 
 FAMILIES: tuple[Family, ...] = comb.FAMILIES + seq.FAMILIES
-SPLIT_SHARE = {"train": 0.75, "val": 0.125, "test": 0.125}
+SPLIT_SHARE = {"train": 0.70, "val": 0.10, "test": 0.12, "test_ood": 0.08}
 DEFAULT_SEED = 0
-DEFAULT_SIZE = 400
+DEFAULT_SIZE = 1000
 PHRASINGS = 3
 
 
@@ -72,9 +75,8 @@ class Candidate:
 
 def split_quotas(size: int) -> dict[str, int]:
     """Tasks per split for a corpus of ``size`` tasks (train takes the rounding remainder)."""
-    val = round(size * SPLIT_SHARE["val"])
-    test = round(size * SPLIT_SHARE["test"])
-    return {"train": size - val - test, "val": val, "test": test}
+    held = {split: round(size * share) for split, share in SPLIT_SHARE.items() if split != "train"}
+    return {"train": size - sum(held.values()), **held}
 
 
 def designs_by_split(
@@ -83,8 +85,7 @@ def designs_by_split(
     """split -> family name -> [(params, family)] over every family's grid."""
     out: dict[str, dict[str, list[tuple[dict, Family]]]] = {s: {} for s in SPLITS}
     for family in families:
-        for params in family.grid():
-            split = family.split_of(params)
+        for params, split in assign_splits(family):
             out[split].setdefault(family.name, []).append((params, family))
     return out
 
@@ -123,13 +124,15 @@ def candidate_stream(split: str, seed: int, families: Sequence[Family] = FAMILIE
 
 @dataclass
 class Report:
-    """What generation did: kept counts, drops with reasons, decontamination removals, timings."""
+    """What generation did: kept counts, drops with reasons, decontamination removals, candidates skipped
+    because an earlier split holds the same id or golden (``overlap``), timings."""
 
     seed: int
     size: int
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     dropped: list[dict[str, str]] = field(default_factory=list)
     decontaminated: list[dict[str, Any]] = field(default_factory=list)
+    overlap: list[dict[str, str]] = field(default_factory=list)
     mutants: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     shortfall: dict[str, int] = field(default_factory=dict)
@@ -143,6 +146,7 @@ class Report:
             "shortfall": self.shortfall,
             "dropped": self.dropped,
             "decontaminated": self.decontaminated,
+            "overlap": self.overlap,
             "mutants": self.mutants,
         }
 
@@ -158,7 +162,10 @@ def _fill_split(
     verifier: Verifier | None,
     is_contaminated: Callable[[Task], dict | None],
     batch: int,
+    taken: dict[str, str],
 ) -> list[Task]:
+    """Fill ``split`` up to ``quota``; ``taken`` maps ids and normalised goldens of earlier splits to
+    their split (a candidate sharing either is skipped) and gets this split's added."""
     kept: list[Task] = []
     verdict_cache: dict[str, Any] = {}
     stream = candidate_stream(split, seed)
@@ -170,12 +177,19 @@ def _fill_split(
             if hit:
                 report.decontaminated.append({"id": task.id, "split": split, **hit})
                 continue
+            clash = taken.get(task.id) or taken.get(normalised_golden(task.reference))
+            if clash and clash != split:
+                report.overlap.append({"id": task.id, "split": split, "same_as": clash})
+                continue
             pending.append(task)
             if len(pending) >= batch or len(kept) + len(pending) >= quota:
                 break
         if not pending:
             break
         kept += _verified(pending, verifier, verdict_cache, report)[: quota - len(kept)]
+    for task in kept:
+        taken.setdefault(task.id, split)
+        taken.setdefault(normalised_golden(task.reference), split)
     if len(kept) < quota:
         report.shortfall[split] = quota - len(kept)
         log.warning(
@@ -224,7 +238,7 @@ def generate(
     """Tasks per split and the generation report.
 
     Args:
-        size: total number of tasks (split 75/12.5/12.5).
+        size: total number of tasks (split as :data:`SPLIT_SHARE`).
         seed: fixes which designs and phrasings are drawn, and their order.
         verifier: ``tasks -> verdicts`` (see :func:`train.corpus.verify.verify_tasks`); None skips
             verification (for quick experiments only: unverified tasks may be wrong).
@@ -234,9 +248,10 @@ def generate(
     report = Report(seed=seed, size=size)
     check = is_contaminated or (lambda task: None)
     splits = {}
+    taken: dict[str, str] = {}
     for split, quota in split_quotas(size).items():
         start = time.perf_counter()
-        splits[split] = _fill_split(split, quota, seed, report, verifier, check, batch)
+        splits[split] = _fill_split(split, quota, seed, report, verifier, check, batch, taken)
         report.timings[f"{split}_s"] = round(time.perf_counter() - start, 2)
         report.counts[split] = dict(sorted(Counter(t.meta["family"] for t in splits[split]).items()))
     return splits, report

@@ -34,7 +34,8 @@ class CorpusFileError(TaskFileError):
 
 
 def load_split(split: str) -> list[Task]:
-    """The committed default split ``"train"``, ``"val"`` or ``"test"``.
+    """The committed default split: ``"train"``, ``"val"``, ``"test"`` (unseen instances of the training
+    families and parameter ranges) or ``"test_ood"`` (unseen widths, moduli and whole families).
 
     Raises:
         ValueError: unknown split name.
