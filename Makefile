@@ -8,7 +8,7 @@ setup:
 
 # The main job on the embedded default: tiny policy → SFT warm start → GRPO on CPU.
 demo:
-	$(PY) -m accelerate.commands.launch --num_processes 1 train/grpo.py
+	$(PY) -m accelerate.commands.launch --num_processes 1 --num_cpu_threads_per_process $(shell nproc) train/grpo.py
 
 test:
 	$(PY) -m pytest -q

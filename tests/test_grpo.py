@@ -170,30 +170,38 @@ def test_lora_grpo_adapter_reloads_and_resumes(policy, server, tmp_path):
     assert state["global_step"] == 3
 
 
-def test_dynamic_sampling_drops_an_all_equal_group():
+def test_dynamic_sampling_drops_all_equal_groups_whatever_their_reward():
     from accelerate import Accelerator
 
     trainer = SimpleNamespace(
         accelerator=Accelerator(cpu=True), num_generations=4, _metrics={"train": defaultdict(list)}
     )
-    # Group 0: rewards all equal (advantages all zero); group 1: mixed, one advantage happens to be 0.
+    # TRL's advantage (r - mean) / (std + 1e-4) is exactly 0 only for an all-0.0 group: groups of
+    # all-0.1 (format credit) or all-1.55 (pass + PPA) get tiny nonzero advantages, and must still drop.
+    rewards = [0.1] * 4 + [1.55] * 4 + [0.1, 1.55, 0.3, 0.3] + [0.0] * 4
     output = {
-        "advantages": torch.tensor([0.0, 0.0, 0.0, 0.0, 1.2, -0.8, 0.0, -0.4]),
-        "completion_mask": torch.ones(8, 5, dtype=torch.long),
+        "advantages": torch.tensor([-7.45e-5] * 4 + [-1.2e-3] * 4 + [-0.9, 1.3, -0.2, -0.2] + [0.0] * 4),
+        "completion_mask": torch.ones(16, 5, dtype=torch.long),
     }
-    output["completion_mask"][7, 3:] = 0
-    dropped = grpo.drop_flat_groups(trainer, output)
-    assert dropped == 1
-    assert output["tool_mask"][:4].sum() == 0 and output["tool_mask"][4:].sum() == 20
+    output["completion_mask"][9, 3:] = 0
+    dropped = grpo.drop_flat_groups(trainer, output, rewards)
+    assert dropped == 3
+    kept = output["tool_mask"].sum(dim=1).tolist()
+    assert kept == [0] * 8 + [5] * 4 + [0] * 4
     assert int(output["num_items_in_batch"]) == 4 * 5 - 2
-    assert trainer._metrics["train"]["dynamic_sampling/dropped_groups"] == [1.0]
-    assert trainer._metrics["train"]["dynamic_sampling/dropped_frac"] == [0.5]
+    metrics = trainer._metrics["train"]
+    assert metrics["dynamic_sampling/dropped_groups"] == [3.0]
+    assert metrics["dynamic_sampling/dropped_frac"] == [0.75]
+    assert metrics["advantages/abs_mean"][0] == pytest.approx((0.9 + 1.3 + 0.2 + 0.2) / 4)
 
 
 def test_infra_items_do_not_make_a_group_informative():
-    # TRL zeroes the advantage of INFRA_ERROR (None) items, so a group of equal rewards plus INFRA is flat.
-    keep = grpo.flat_group_keep_mask(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.5, -0.5, 0.0, 0.0]), 4)
-    assert keep.tolist() == [False] * 4 + [True] * 4
+    nan = float("nan")
+    keep = grpo.flat_group_keep_mask(
+        torch.tensor([0.1, nan, 0.1, 0.1, 0.5, nan, 0.2, 0.2, nan, nan, nan, 1.0]), 4
+    )
+    # group 0: equal rewards plus INFRA -> flat; group 1: mixed -> kept; group 2: one verdict -> flat
+    assert keep.tolist() == [False] * 4 + [True] * 4 + [False] * 4
 
 
 def test_overlong_shaping_is_linear_in_the_buffer():

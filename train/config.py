@@ -85,9 +85,28 @@ class TaskFields:
     train_tasks: str | None = _f(
         None, "task JSONL/parquet for training; None = embedded corpus split 'train'"
     )
-    eval_tasks: str | None = _f(None, "held-out task file for pass@1; None = embedded corpus split 'test'")
+    eval_tasks: str | None = _f(
+        None, "held-out task file for pass@1; None = embedded corpus split 'test' (unseen instances)"
+    )
+    eval_ood_tasks: str | None = _f(
+        None,
+        "second held-out file, reported separately; None = the corpus split 'test_ood' (unseen widths and "
+        "families) when eval_tasks is the corpus too, else none",
+    )
     max_train_tasks: int | None = _f(None, "use only the first N training tasks (None = all)")
     prompt_style: str = _f("plain", "prompt style from rollout.prompts: plain | think | chat")
+
+
+@dataclass
+class EvalFields:
+    """Held-out functional pass@1 before and after training (statistics in ``train/heldout.py``)."""
+
+    eval_pass_at_1: bool = _f(
+        True, "measure functional pass@1 on the held-out splits before and after training"
+    )
+    eval_samples: int = _f(4, "samples per held-out task for pass@1 (mean pass rate over samples)")
+    eval_temperature: float = _f(1.0, "sampling temperature of the pass@1 measurement (0 = greedy)")
+    eval_max_tasks: int | None = _f(None, "use only the first N tasks of each held-out split (None = all)")
 
 
 def _flag_names(cls: type) -> set[str]:

@@ -36,9 +36,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import sys
-from collections import Counter
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,21 @@ from trl import DPOConfig, DPOTrainer
 from rewards.config import ConfigError
 from rewards.tasks import union_tasks
 from rewards.types import Task
+from train.common import (
+    evaluate,
+    finish_run,
+    held_out_splits,
+    is_main,
+    load_model_and_tokenizer,
+    on_main,
+    print_summary,
+    resolve_tasks,
+    resume_arg,
+    setup_reporting,
+    summarise,
+)
 from train.config import (
+    EvalFields,
     JsonlMetrics,
     ModelFields,
     TaskFields,
@@ -63,7 +76,7 @@ from train.config import (
     save_resolved_config,
 )
 from train.pairs import DEFAULT_RULES, PREFER, check_rules
-from train.sft import load_model_and_tokenizer, resolve_tasks
+from train.sft import warm_start_policy
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +84,7 @@ ROUND_DONE = "round.json"
 
 
 @dataclass
-class DPOScriptConfig(ModelFields, TaskFields, DPOConfig):
+class DPOScriptConfig(ModelFields, TaskFields, EvalFields, DPOConfig):
     """TRL's DPOConfig plus model/LoRA/task fields, pair building, rounds and pass@1 measurement."""
 
     pairs_file: str | None = _f(
@@ -82,8 +95,8 @@ class DPOScriptConfig(ModelFields, TaskFields, DPOConfig):
     num_samples: int = _f(8, "completions sampled per training task when building pairs")
     sample_temperature: float = _f(1.0, "sampling temperature for pair building")
     sample_top_p: float = _f(1.0, "nucleus mass for pair building and pass@1")
-    sample_max_new_tokens: int = _f(192, "tokens generated per completion (pair building and pass@1)")
-    sample_batch_size: int = _f(32, "sequences per HF generate call")
+    sample_max_new_tokens: int = _f(320, "tokens generated per completion (pair building and pass@1)")
+    sample_batch_size: int = _f(64, "sequences per HF generate call")
     sampling_backend: str = _f("auto", "auto | hf | vllm (auto = vLLM when installed with a GPU)")
     pair_rules: list[str] = _f(list(DEFAULT_RULES), "pairing rules in priority order (train/pairs.py)")
     max_pairs_per_prompt: int = _f(4, "pairs kept per prompt at most")
@@ -95,12 +108,8 @@ class DPOScriptConfig(ModelFields, TaskFields, DPOConfig):
     reward_timeout_s: float = _f(600.0, "HTTP timeout of one reward request")
     reward_retries: int = _f(2, "retries of a failed reward request before its items count as INFRA_ERROR")
     sft_warm_start_steps: int = _f(
-        600, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny)"
+        400, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny; the GRPO demo's, so both share it)"
     )
-    eval_pass_at_1: bool = _f(True, "measure functional pass@1 on eval_tasks before and after training")
-    eval_samples: int = _f(4, "samples per held-out task for pass@1 (mean pass rate over samples)")
-    eval_temperature: float = _f(1.0, "sampling temperature of the pass@1 measurement")
-    eval_max_tasks: int | None = _f(None, "use only the first N held-out tasks for pass@1 (None = all)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -138,28 +147,6 @@ def script_defaults() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------- components
-def resolve_policy(cfg: DPOScriptConfig, train_tasks: Sequence[Task]) -> None:
-    """Replace ``model_name_or_path: tiny`` by the cached tiny policy after its SFT warm start."""
-    if cfg.model_name_or_path != "tiny":
-        return
-    from accelerate import PartialState
-
-    from train.tiny import ensure_tiny_sft_policy
-
-    with PartialState().main_process_first():
-        cfg.model_name_or_path = str(
-            ensure_tiny_sft_policy(tasks=train_tasks, max_steps=cfg.sft_warm_start_steps)
-        )
-    log.info("tiny policy (SFT warm start): %s", cfg.model_name_or_path)
-
-
-def setup_reporting(cfg: DPOScriptConfig) -> None:
-    """wandb offline unless the user has a key (or set WANDB_MODE), logging into the run directory."""
-    if "wandb" in (cfg.report_to or []):
-        if "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY"):
-            os.environ["WANDB_MODE"] = "offline"
-        os.environ.setdefault("WANDB_DIR", str(Path(cfg.output_dir).resolve()))
-        os.environ.setdefault("WANDB_PROJECT", "rtlforge")
 
 
 def sample_and_score(
@@ -207,45 +194,12 @@ def build_round_pairs(
     return stats.to_dict()
 
 
-def pass_at_1(cfg: DPOScriptConfig, policy: str, tasks: Sequence[Task], scorer) -> dict:
-    """Functional pass@1 of ``policy`` on ``tasks``: mean pass rate of ``eval_samples`` samples per task."""
-    groups = sample_and_score(
-        cfg,
-        policy,
-        tasks,
-        scorer,
-        n=cfg.eval_samples,
-        temperature=cfg.eval_temperature,
-        seed=cfg.seed + 10_000,
-    )
-    results = [s.result for group in groups for s in group]
-    infra = sum(r.reward is None for r in results)
-    passed = sum(r.passed for r in results)
-    return {
-        "pass@1": passed / max(1, len(results) - infra),
-        "passed": passed,
-        "samples": len(results),
-        "infra_errors": infra,
-        "tasks": len(tasks),
-        "statuses": dict(Counter(r.status.value for r in results)),
-        "mean_reward": sum(r.reward for r in results if r.reward is not None) / max(1, len(results) - infra),
-    }
-
-
 def dpo_rows(path: str | Path):
     """The DPO columns of a pairs file (scores and rule are kept in the file, not fed to TRL)."""
     from train.pairs import load_pairs
 
     dataset = load_pairs(path)
     return dataset.select_columns(["prompt", "chosen", "rejected"])
-
-
-def resume_arg(cfg: DPOScriptConfig, run_dir: Path) -> str | bool | None:
-    """``resume_from_checkpoint``: a path, or ``latest`` = newest checkpoint in ``run_dir`` if one exists."""
-    value = cfg.resume_from_checkpoint
-    if value in ("latest", "true", "True"):
-        return True if any(run_dir.glob("checkpoint-*")) else None
-    return value
 
 
 def run_dpo(cfg: DPOScriptConfig, policy: str, pairs_path: str | Path, run_dir: Path) -> Path:
@@ -262,7 +216,7 @@ def run_dpo(cfg: DPOScriptConfig, policy: str, pairs_path: str | Path, run_dir: 
         peft_config=lora_config(round_cfg),
         callbacks=[JsonlMetrics(run_dir / "metrics.jsonl")],
     )
-    trainer.train(resume_from_checkpoint=resume_arg(cfg, run_dir))
+    trainer.train(resume_from_checkpoint=resume_arg(cfg.resume_from_checkpoint, run_dir))
     trainer.save_model(str(run_dir))
     tokenizer.save_pretrained(str(run_dir))
     trainer.accelerator.wait_for_everyone()
@@ -287,16 +241,6 @@ def next_policy(cfg: DPOScriptConfig, run_dir: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------------ main
-def _on_main(fn, *args) -> Any:
-    """Run ``fn(*args)`` on the main process only; every process gets its (JSON-able) result."""
-    from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list
-
-    state = PartialState()
-    box = [fn(*args) if state.is_main_process else None]
-    if state.num_processes > 1:
-        broadcast_object_list(box)
-    return box[0]
 
 
 def run_round(
@@ -316,7 +260,7 @@ def run_round(
         if cfg.resume_from_checkpoint and pairs_path.is_file():
             log.info("round %d: reusing %s", index, pairs_path)
         else:
-            record["pairs"] = _on_main(
+            record["pairs"] = on_main(
                 build_round_pairs, cfg, policy, tasks, scorer, pairs_path, cfg.seed + 1000 * index
             )
             if not record["pairs"]["pairs"]:
@@ -329,28 +273,49 @@ def run_round(
     run_dpo(cfg, policy, pairs_path, run_dir)
     policy = next_policy(cfg, run_dir)
     record["end_policy"] = policy
-    if _is_main():
+    if is_main():
         done.write_text(json.dumps(record, indent=1))
     return policy, record
 
 
-def _is_main() -> bool:
-    from accelerate import PartialState
+def policy_sampler(cfg: DPOScriptConfig, policy: str):
+    """``tasks -> completions per task`` from the checkpoint ``policy`` (the pass@1 measurement's sampler)."""
+    from train.pairs import sample_for_tasks
 
-    return PartialState().is_main_process
+    def sample(tasks: Sequence[Task]) -> list[list[str]]:
+        return sample_for_tasks(
+            policy,
+            tasks,
+            n=cfg.eval_samples,
+            style=cfg.prompt_style,
+            temperature=cfg.eval_temperature,
+            top_p=cfg.sample_top_p,
+            max_new_tokens=cfg.sample_max_new_tokens,
+            batch_size=cfg.sample_batch_size,
+            seed=cfg.seed + 10_000,
+            backend=cfg.sampling_backend,
+        )
+
+    return sample
+
+
+def held_out(cfg: DPOScriptConfig, policy: str, splits: dict[str, list[Task]], scorer) -> dict:
+    """Held-out pass@1 of ``policy`` on every split (main process only)."""
+    return evaluate(splits, policy_sampler(cfg, policy), scorer)
 
 
 def train(cfg: DPOScriptConfig) -> dict:
-    """Run (iterative) DPO as configured; returns a summary with pair counts and pass@1 before/after."""
+    """Run (iterative) DPO as configured; returns the run summary (pairs, held-out pass@1 before/after)."""
     from train.pairs import make_scorer
 
+    started = time.time()
     train_tasks = resolve_tasks(cfg.train_tasks, "train")[: cfg.max_train_tasks or None]
-    eval_tasks = (
-        resolve_tasks(cfg.eval_tasks, "test")[: cfg.eval_max_tasks or None] if cfg.eval_pass_at_1 else []
+    splits = (
+        held_out_splits(cfg.eval_tasks, cfg.eval_ood_tasks, cfg.eval_max_tasks) if cfg.eval_pass_at_1 else {}
     )
-    all_tasks = union_tasks(train_tasks, eval_tasks)  # checked before the policy is built
-    resolve_policy(cfg, train_tasks)
-    setup_reporting(cfg)
+    all_tasks = union_tasks(train_tasks, *splits.values())  # checked before the policy is built
+    cfg.model_name_or_path = warm_start_policy(cfg.model_name_or_path, train_tasks, cfg.sft_warm_start_steps)
+    setup_reporting(cfg.report_to, cfg.output_dir)
     save_resolved_config(cfg, cfg.output_dir)
     scorer = make_scorer(
         cfg.reward_urls,
@@ -360,36 +325,28 @@ def train(cfg: DPOScriptConfig) -> dict:
         retries=cfg.reward_retries,
     )
     policy = cfg.model_name_or_path
-    summary: dict[str, Any] = {"model": policy, "output_dir": cfg.output_dir, "rounds": []}
-    if eval_tasks:
-        summary["before"] = _on_main(pass_at_1, cfg, policy, eval_tasks, scorer)
+    summary: dict[str, Any] = {"algo": "dpo", "model": policy, "output_dir": cfg.output_dir, "rounds": []}
+    before = on_main(held_out, cfg, policy, splits, scorer) if splits else None
+    train_start = time.time()
     for index in range(1, cfg.rounds + 1):
         policy, record = run_round(cfg, index, policy, train_tasks, scorer)
         summary["rounds"].append(record)
+    summary["train_s"] = round(time.time() - train_start, 1)
     summary["final_policy"] = policy
-    if eval_tasks:
-        summary["after"] = _on_main(pass_at_1, cfg, policy, eval_tasks, scorer)
-    if _is_main():
-        (Path(cfg.output_dir) / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    after = on_main(held_out, cfg, policy, splits, scorer) if splits else None
+    if before and after:
+        summary.update(summarise(before, after, seed=cfg.seed))
+    return finish_run(summary, cfg.output_dir, algo="DPO", started=started)
 
 
-def print_summary(summary: dict) -> None:
-    """Closing lines: pairs per round and held-out pass@1 before and after DPO."""
+def print_rounds(summary: dict) -> None:
+    """Pairs per round and the policy each round produced."""
     for record in summary["rounds"]:
         pairs = record.get("pairs")
         counts = (
             f"{pairs['pairs']} pairs {pairs['pairs_by_rule']}" if pairs else f"pairs {record['pairs_file']}"
         )
         print(f"round {record['round']}: {counts} -> {record['end_policy']}")
-    before, after = summary.get("before"), summary.get("after")
-    if before and after:
-        print(
-            f"held-out functional pass@1 ({after['tasks']} tasks x {after['samples'] // max(1, after['tasks'])} "
-            f"samples): before DPO {before['pass@1']:.1%}  after DPO {after['pass@1']:.1%}  "
-            f"(change {100 * (after['pass@1'] - before['pass@1']):+.1f} points)"
-        )
-    print(f"run directory: {summary['output_dir']} (resolved_config.yaml, metrics.jsonl, summary.json)")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -399,8 +356,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         DPOScriptConfig, list(sys.argv[1:] if argv is None else argv), defaults=script_defaults()
     )
     summary = train(cfg)
-    if _is_main():
-        print_summary(summary)
+    if is_main():
+        print_rounds(summary)
+        print_summary(summary, algo="DPO")
     return summary
 
 

@@ -54,10 +54,10 @@ Without vLLM the trainer samples with HF ``generate`` (the CPU path).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
+import math
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +73,20 @@ from rewards.config import ConfigError, load_reward_config
 from rewards.tasks import union_tasks
 from rewards.types import Task
 from rollout.prompts import build_messages, render_prompt
+from train.common import (
+    evaluate,
+    finish_run,
+    held_out_splits,
+    is_main,
+    load_model_and_tokenizer,
+    print_summary,
+    resolve_tasks,
+    resume_arg,
+    setup_reporting,
+    summarise,
+)
 from train.config import (
+    EvalFields,
     JsonlMetrics,
     ModelFields,
     TaskFields,
@@ -83,7 +96,7 @@ from train.config import (
     lora_config,
     save_resolved_config,
 )
-from train.sft import load_model_and_tokenizer, resolve_tasks
+from train.sft import warm_start_policy
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +106,7 @@ class InfraErrorRateExceeded(RuntimeError):
 
 
 @dataclass
-class GRPOScriptConfig(ModelFields, TaskFields, GRPOConfig):
+class GRPOScriptConfig(ModelFields, TaskFields, EvalFields, GRPOConfig):
     """TRL's GRPOConfig plus model/LoRA/task fields and the project's reward and DAPO fields."""
 
     reward_urls: list[str] | None = _f(None, "reward server URLs; None = start one in-process on loopback")
@@ -110,12 +123,8 @@ class GRPOScriptConfig(ModelFields, TaskFields, GRPOConfig):
     )
     overlong_penalty: float = _f(1.0, "largest overlong punishment (reached at max_completion_length)")
     sft_warm_start_steps: int = _f(
-        300, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny)"
+        400, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny)"
     )
-    eval_pass_at_1: bool = _f(True, "measure functional pass@1 on eval_tasks before and after training")
-    eval_samples: int = _f(4, "samples per held-out task for pass@1 (mean pass rate over samples)")
-    eval_temperature: float = _f(1.0, "sampling temperature of the pass@1 measurement (0 = greedy)")
-    eval_max_tasks: int | None = _f(None, "use only the first N held-out tasks for pass@1 (None = all)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -132,12 +141,12 @@ def script_defaults() -> dict[str, Any]:
     """The embedded CPU recipe (configs/grpo/tiny_cpu.yaml holds the same values), under YAML and flags."""
     return {
         "output_dir": "runs/grpo-tiny",
-        "max_steps": 60,
-        "learning_rate": 1e-4,
+        "max_steps": 50,
+        "learning_rate": 2e-4,
         "lr_scheduler_type": "constant",
         "per_device_train_batch_size": 32,
         "num_generations": 8,
-        "max_completion_length": 256,
+        "max_completion_length": 320,
         "temperature": 1.0,
         "beta": 0.0,
         "loss_type": "dapo",
@@ -176,6 +185,7 @@ class VerilogReward:
         self.buffer = overlong_buffer_len
         self.penalty = overlong_penalty
         self.last_counts = (0, 0)
+        self.last_rewards: list[float] = []  # of this process' latest batch, NaN for INFRA_ERROR
         self.last_infra_log = ""
         self.infra_total = 0
         self.scored_total = 0
@@ -200,6 +210,7 @@ class VerilogReward:
             rewards = [None if r is None else r + p for r, p in zip(rewards, penalties, strict=True)]
             if "log_metric" in kwargs:
                 kwargs["log_metric"]("rewards/overlong_penalty", sum(penalties) / max(1, len(penalties)))
+        self.last_rewards = [math.nan if r is None else float(r) for r in rewards]
         if "log_metric" in kwargs:
             kwargs["log_metric"]("rewards/infra_error_frac", infra / max(1, len(rewards)))
         return rewards
@@ -287,7 +298,7 @@ class RTLGRPOTrainer(GRPOTrainer):
         output = super()._generate_and_score_completions(inputs)
         self._check_infra_rate()
         if self.dynamic_sampling and self.model.training:
-            drop_flat_groups(self, output)
+            drop_flat_groups(self, output, self.verilog_reward.last_rewards)
         return output
 
     def _check_infra_rate(self) -> None:
@@ -305,21 +316,31 @@ class RTLGRPOTrainer(GRPOTrainer):
             )
 
 
-def flat_group_keep_mask(advantages: torch.Tensor, num_generations: int) -> torch.Tensor:
-    """Per-completion keep mask (1 = keep) that drops groups whose advantages are all zero.
+def flat_group_keep_mask(rewards: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """Per-completion keep mask (1 = keep) that drops groups whose rewards are all equal.
 
-    A group's advantages are all zero exactly when its rewards are all equal (INFRA items, whose
-    advantage TRL zeroes, do not count against that), so this can run on the gathered advantages.
+    Flatness is decided from the rewards themselves, not from the advantages: TRL divides by
+    ``std + 1e-4``, so an all-equal group's advantages are only exactly zero when every reward is 0.0
+    (an all-0.1 group gets about -7e-5 each, all-pass groups about -1e-3). INFRA items (NaN) are left
+    out; a group with fewer than two scored completions carries no advantage either.
     """
-    groups = advantages.view(-1, num_generations)
-    flat = (groups == 0).all(dim=1)
+    groups = rewards.view(-1, num_generations)
+    scored = ~torch.isnan(groups)
+    high = torch.where(scored, groups, torch.full_like(groups, -math.inf)).max(dim=1).values
+    low = torch.where(scored, groups, torch.full_like(groups, math.inf)).min(dim=1).values
+    flat = (scored.sum(dim=1) < 2) | torch.isclose(high, low, rtol=0.0, atol=1e-9)
     return (~flat).repeat_interleave(num_generations)
 
 
-def drop_flat_groups(trainer: GRPOTrainer, output: dict) -> int:
-    """Mask the completions of all-equal-reward groups out of the loss; returns (and logs) how many groups."""
+def drop_flat_groups(trainer: GRPOTrainer, output: dict, rewards: Sequence[float]) -> int:
+    """Mask the completions of all-equal-reward groups out of the loss; returns (and logs) how many groups.
+
+    ``rewards`` are this process' rewards of the batch, in the order TRL gathers them.
+    """
     local = output["advantages"]
-    keep_all = flat_group_keep_mask(trainer.accelerator.gather(local), trainer.num_generations)
+    device = local.device
+    gathered = trainer.accelerator.gather(torch.tensor(list(rewards), dtype=torch.float32, device=device))
+    keep_all = flat_group_keep_mask(gathered, trainer.num_generations)
     start = trainer.accelerator.process_index * local.shape[0]
     keep = keep_all[start : start + local.shape[0]].to(output["completion_mask"].dtype).unsqueeze(1)
     mask = output.get("tool_mask")
@@ -329,8 +350,12 @@ def drop_flat_groups(trainer: GRPOTrainer, output: dict) -> int:
     ).sum()
     groups = keep_all.numel() // trainer.num_generations
     dropped = groups - int(keep_all.sum().item()) // trainer.num_generations
-    trainer._metrics["train"]["dynamic_sampling/dropped_groups"].append(float(dropped))
-    trainer._metrics["train"]["dynamic_sampling/dropped_frac"].append(dropped / max(1, groups))
+    metrics = trainer._metrics["train"]
+    metrics["dynamic_sampling/dropped_groups"].append(float(dropped))
+    metrics["dynamic_sampling/dropped_frac"].append(dropped / max(1, groups))
+    kept_adv = trainer.accelerator.gather(local)[keep_all]
+    metrics["advantages/abs_mean"].append(kept_adv.abs().mean().item() if kept_adv.numel() else 0.0)
+    metrics["advantages/mean"].append(kept_adv.mean().item() if kept_adv.numel() else 0.0)
     return dropped
 
 
@@ -342,81 +367,58 @@ def prompt_rows(tasks: Sequence[Task], tokenizer, style: str) -> list[dict]:
     return [{"prompt": render_prompt(tokenizer, t.prompt, style=style), "task_id": t.id} for t in tasks]
 
 
-def evaluate_pass_at_1(model, tokenizer, tasks: Sequence[Task], client, cfg: GRPOScriptConfig) -> dict:
-    """Functional pass@1 on ``tasks``: mean pass rate of ``eval_samples`` samples per task."""
+def policy_sampler(model, tokenizer, cfg: GRPOScriptConfig):
+    """``tasks -> completions per task`` from the live policy (the pass@1 measurement's sampler)."""
     from rollout.hf import sample_hf
 
-    was_training = model.training
-    model.eval()
-    tokenizer.padding_side = "left"
-    prompts = [render_prompt(tokenizer, t.prompt, style=cfg.prompt_style) for t in tasks]
-    samples = sample_hf(
-        model,
-        tokenizer,
-        prompts,
-        n=cfg.eval_samples,
-        temperature=cfg.eval_temperature,
-        top_p=1.0,
-        max_new_tokens=cfg.max_completion_length,
-        batch_size=32,
-        seed=cfg.seed,
-    )
-    items = [
-        {"task_id": t.id, "completion": c} for t, group in zip(tasks, samples, strict=True) for c in group
-    ]
-    results = client.score(items)
-    if was_training:
-        model.train()
-    passed = sum(r.passed for r in results)
-    infra = sum(r.reward is None for r in results)
-    return {
-        "pass@1": passed / max(1, len(results) - infra),
-        "passed": passed,
-        "samples": len(results),
-        "infra_errors": infra,
-        "tasks": len(tasks),
-    }
+    def sample(tasks: Sequence[Task]) -> list[list[str]]:
+        was_training = model.training
+        model.eval()
+        tokenizer.padding_side = "left"
+        prompts = [render_prompt(tokenizer, t.prompt, style=cfg.prompt_style) for t in tasks]
+        out = sample_hf(
+            model,
+            tokenizer,
+            prompts,
+            n=cfg.eval_samples,
+            temperature=cfg.eval_temperature,
+            top_p=1.0,
+            max_new_tokens=cfg.max_completion_length,
+            batch_size=64,
+            seed=cfg.seed + 10_000,
+        )
+        if was_training:
+            model.train()
+        return out
+
+    return sample
+
+
+def _evaluate_on_main(trainer, tokenizer, splits, client, cfg) -> dict | None:
+    result = None
+    if trainer.accelerator.is_main_process:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        result = evaluate(splits, policy_sampler(model, tokenizer, cfg), client.score)
+    trainer.accelerator.wait_for_everyone()
+    return result
 
 
 # ------------------------------------------------------------------------------------------ main
-def resolve_policy(cfg: GRPOScriptConfig, train_tasks: Sequence[Task]) -> None:
-    """Replace ``model_name_or_path: tiny`` by the cached tiny policy after its SFT warm start."""
-    if cfg.model_name_or_path != "tiny":
-        return
-    from accelerate import PartialState
-
-    from train.tiny import ensure_tiny_sft_policy
-
-    with PartialState().main_process_first():
-        cfg.model_name_or_path = str(
-            ensure_tiny_sft_policy(tasks=train_tasks, max_steps=cfg.sft_warm_start_steps)
-        )
-    log.info("tiny policy (SFT warm start): %s", cfg.model_name_or_path)
-
-
-def setup_reporting(cfg: GRPOScriptConfig) -> None:
-    """wandb offline unless the user has a key (or set WANDB_MODE), logging into the run directory."""
-    if "wandb" in (cfg.report_to or []):
-        if "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY"):
-            os.environ["WANDB_MODE"] = "offline"
-        os.environ.setdefault("WANDB_DIR", str(Path(cfg.output_dir).resolve()))
-        os.environ.setdefault("WANDB_PROJECT", "rtlforge")
-
-
 def train(cfg: GRPOScriptConfig) -> dict:
-    """Run GRPO as configured; returns a summary with pass@1 before/after (when measured)."""
+    """Run GRPO as configured; returns the run summary (held-out pass@1 before/after when measured)."""
     from datasets import Dataset
 
+    started = time.time()
     train_tasks = resolve_tasks(cfg.train_tasks, "train")[: cfg.max_train_tasks or None]
-    eval_tasks = (
-        resolve_tasks(cfg.eval_tasks, "test")[: cfg.eval_max_tasks or None] if cfg.eval_pass_at_1 else []
+    splits = (
+        held_out_splits(cfg.eval_tasks, cfg.eval_ood_tasks, cfg.eval_max_tasks) if cfg.eval_pass_at_1 else {}
     )
-    all_tasks = union_tasks(train_tasks, eval_tasks)  # one reward server knows both
-    resolve_policy(cfg, train_tasks)
-    setup_reporting(cfg)
+    all_tasks = union_tasks(train_tasks, *splits.values())  # one reward server knows them all
+    cfg.model_name_or_path = warm_start_policy(cfg.model_name_or_path, train_tasks, cfg.sft_warm_start_steps)
+    setup_reporting(cfg.report_to, cfg.output_dir)
     run_dir = Path(cfg.output_dir)
     save_resolved_config(cfg, run_dir)
-    summary: dict[str, Any] = {"model": cfg.model_name_or_path, "output_dir": str(run_dir)}
+    summary: dict[str, Any] = {"algo": "grpo", "model": cfg.model_name_or_path, "output_dir": str(run_dir)}
     with reward_service(cfg, all_tasks) as urls:
         client = make_client(urls, all_tasks, cfg)
         reward = make_reward(client, cfg)
@@ -433,49 +435,20 @@ def train(cfg: GRPOScriptConfig) -> dict:
             dynamic_sampling=cfg.dynamic_sampling,
             fail_on_infra_rate=cfg.fail_on_infra_rate,
         )
-        if eval_tasks:
-            summary["before"] = _evaluate_on_main(trainer, tokenizer, eval_tasks, client, cfg)
-        trainer.train(resume_from_checkpoint=resume_arg(cfg.resume_from_checkpoint))
+        before = _evaluate_on_main(trainer, tokenizer, splits, client, cfg) if splits else None
+        train_start = time.time()
+        trainer.train(resume_from_checkpoint=resume_arg(cfg.resume_from_checkpoint, run_dir))
+        summary["train_s"] = round(time.time() - train_start, 1)
         trainer.save_model(cfg.output_dir)
         tokenizer.save_pretrained(cfg.output_dir)
-        if eval_tasks:
-            summary["after"] = _evaluate_on_main(trainer, tokenizer, eval_tasks, client, cfg)
+        after = _evaluate_on_main(trainer, tokenizer, splits, client, cfg) if splits else None
         counts = torch.tensor([reward.scored_total, reward.infra_total], device=trainer.accelerator.device)
         summary["scored_items"], summary["infra_errors"] = (
             int(v) for v in trainer.accelerator.reduce(counts, reduction="sum").tolist()
         )
-    if trainer.accelerator.is_main_process:
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary
-
-
-def resume_arg(value: str | None) -> str | bool | None:
-    """``resume_from_checkpoint``: a checkpoint dir, or ``latest`` for the newest one in ``output_dir``."""
-    return True if value in ("latest", "true", "True") else value
-
-
-def _evaluate_on_main(trainer, tokenizer, tasks, client, cfg) -> dict | None:
-    result = None
-    if trainer.accelerator.is_main_process:
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        result = evaluate_pass_at_1(model, tokenizer, tasks, client, cfg)
-        log.info(
-            "held-out pass@1: %.3f (%d/%d samples)", result["pass@1"], result["passed"], result["samples"]
-        )
-    trainer.accelerator.wait_for_everyone()
-    return result
-
-
-def print_summary(summary: dict) -> None:
-    """The demo's closing lines: held-out pass@1 before and after GRPO."""
-    before, after = summary.get("before"), summary.get("after")
     if before and after:
-        print(
-            f"held-out functional pass@1 ({after['tasks']} tasks x {after['samples'] // max(1, after['tasks'])} "
-            f"samples): before GRPO {before['pass@1']:.1%}  after GRPO {after['pass@1']:.1%}  "
-            f"(change {100 * (after['pass@1'] - before['pass@1']):+.1f} points)"
-        )
-    print(f"run directory: {summary['output_dir']} (resolved_config.yaml, metrics.jsonl, summary.json)")
+        summary.update(summarise(before, after, seed=cfg.seed))
+    return finish_run(summary, run_dir, algo="GRPO", started=started)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -485,10 +458,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         GRPOScriptConfig, list(sys.argv[1:] if argv is None else argv), defaults=script_defaults()
     )
     summary = train(cfg)
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
-        print_summary(summary)
+    if is_main():
+        print_summary(summary, algo="GRPO")
     return summary
 
 

@@ -557,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if bool(args.model) == bool(args.completions):
         parser.error("give exactly one of --model (sample) or --completions (pair existing samples)")
-    from train.sft import resolve_tasks
+    from train.common import resolve_tasks
 
     tasks = resolve_tasks(str(args.tasks) if args.tasks else None, args.split)[: args.max_tasks or None]
     options = {

@@ -31,6 +31,7 @@ from trl import SFTConfig, SFTTrainer
 from rewards.config import ConfigError
 from rewards.types import Task
 from rollout.prompts import build_messages, render_prompt
+from train.common import load_model_and_tokenizer, resolve_tasks, resume_arg
 from train.config import (
     JsonlMetrics,
     ModelFields,
@@ -41,11 +42,12 @@ from train.config import (
     lora_config,
     save_resolved_config,
 )
+from train.tiny import answer_text, build_or_reuse, cache_root, ensure_tiny_policy, fingerprint
 
 log = logging.getLogger(__name__)
 
 # Bump when the tiny SFT defaults below change, so cached warm starts are rebuilt.
-TINY_RECIPE_VERSION = 2
+TINY_RECIPE_VERSION = 3
 
 
 @dataclass
@@ -79,8 +81,6 @@ def script_defaults() -> dict:
 
 def task_rows(tasks: Sequence[Task], tokenizer, style: str) -> list[dict]:
     """Prompt/completion rows (conversational for ``style='chat'``) teaching spec → golden design."""
-    from train.tiny import answer_text
-
     rows = []
     for task in tasks:
         answer = answer_text(task.reference)
@@ -132,38 +132,6 @@ def build_dataset(cfg: SFTScriptConfig, tokenizer, tasks: Sequence[Task] | None)
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
-def resolve_tasks(path: str | None, split: str) -> list[Task]:
-    """Tasks of ``path``, or of the embedded corpus split ``split`` when ``path`` is None."""
-    if path is not None:
-        from rewards.tasks import load_tasks
-
-        return load_tasks(path)
-    from train.corpus import load_split
-
-    return load_split(split)
-
-
-def load_model_and_tokenizer(cfg: ModelFields):
-    """The policy named by ``cfg.model_name_or_path`` ('tiny' = the cached tiny policy) and its tokenizer."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from train.config import torch_dtype
-
-    path = cfg.model_name_or_path
-    if path == "tiny":
-        from train.tiny import ensure_tiny_policy
-
-        path = str(ensure_tiny_policy())
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    kwargs = {"dtype": torch_dtype(cfg.model_dtype)}
-    if cfg.attn_implementation:
-        kwargs["attn_implementation"] = cfg.attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    return model, tokenizer
-
-
 def train(cfg: SFTScriptConfig, tasks: Sequence[Task] | None = None) -> Path:
     """Run SFT as configured; returns the output directory (model or adapter + tokenizer)."""
     model, tokenizer = load_model_and_tokenizer(cfg)
@@ -178,9 +146,7 @@ def train(cfg: SFTScriptConfig, tasks: Sequence[Task] | None = None) -> Path:
         peft_config=lora_config(cfg),
         callbacks=[JsonlMetrics(Path(cfg.output_dir) / "metrics.jsonl")],
     )
-    trainer.train(
-        resume_from_checkpoint=True if cfg.resume_from_checkpoint == "latest" else cfg.resume_from_checkpoint
-    )
+    trainer.train(resume_from_checkpoint=resume_arg(cfg.resume_from_checkpoint, cfg.output_dir))
     trainer.save_model(cfg.output_dir)
     tokenizer.save_pretrained(cfg.output_dir)
     return Path(cfg.output_dir)
@@ -201,6 +167,54 @@ def run_sft_on_tasks(
     ]
     cfg = load_config(SFTScriptConfig, argv, defaults=script_defaults())
     return train(cfg, tasks)
+
+
+def ensure_tiny_sft_policy(
+    out_dir: str | Path | None = None,
+    *,
+    tasks: Sequence[Task] | None = None,
+    max_steps: int = 300,
+    extra_args: Sequence[str] = (),
+) -> Path:
+    """The embedded tiny policy after the SFT warm start on ``tasks``, built once and cached.
+
+    Args:
+        out_dir: where to save; default ``cache_root()/tiny-sft-<hash of base, steps, flags, tasks>``.
+        tasks: SFT data (default: the embedded corpus' train split).
+        max_steps: SFT optimizer steps.
+        extra_args: more ``train/sft.py`` flags (e.g. ``["--learning_rate", "1e-3"]``).
+    """
+    tasks = list(tasks) if tasks is not None else resolve_tasks(None, "train")
+    base = ensure_tiny_policy(tasks=tasks)
+    info = {
+        "kind": "sft",
+        "base": base.name,
+        "max_steps": max_steps,
+        "extra": list(extra_args),
+        "tasks": fingerprint({"t": [t.to_dict() for t in tasks]}),
+        "recipe": TINY_RECIPE_VERSION,
+    }
+    final = Path(out_dir) if out_dir is not None else cache_root() / f"tiny-sft-{fingerprint(info)}"
+    return build_or_reuse(
+        final,
+        info,
+        lambda tmp: run_sft_on_tasks(
+            tasks, model=str(base), out_dir=tmp, max_steps=max_steps, extra_args=extra_args
+        ),
+    )
+
+
+def warm_start_policy(model_name_or_path: str, train_tasks: Sequence[Task], steps: int) -> str:
+    """``tiny`` → the cached tiny policy after its SFT warm start on ``train_tasks`` (built by the main
+    process first, then shared); any other name is returned unchanged."""
+    if model_name_or_path != "tiny":
+        return model_name_or_path
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        path = str(ensure_tiny_sft_policy(tasks=train_tasks, max_steps=steps))
+    log.info("tiny policy (SFT warm start, %d steps): %s", steps, path)
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

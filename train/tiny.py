@@ -4,15 +4,14 @@ No model hub is reachable from the CI machine, so the default recipes train a mo
 a 2-core CPU. Building it takes seconds; the result is cached in a directory keyed by a hash of the
 training texts and the architecture, so later runs reuse it.
 
-Public API (also used by ``train/dpo.py`` and the tests):
+Public API (used by ``train/sft.py``, ``train/common.py`` and the tests; the SFT warm start of this
+policy lives in ``train/sft.py``, which imports this module, never the other way round):
 
 - :func:`build_tiny_model` ``(out_dir, texts, **arch) -> Path``: train the tokenizer on ``texts``,
   create the random model, save both (a normal HF model dir with a chat template).
 - :func:`ensure_tiny_policy` ``(out_dir=None, *, tasks=None) -> Path``: the cached random tiny policy
   for ``tasks`` (default: the embedded corpus' train split).
-- :func:`ensure_tiny_sft_policy` ``(out_dir=None, *, tasks=None, max_steps=...) -> Path``: the tiny
-  policy after the short SFT warm start of ``train/sft.py`` (cached the same way); the starting
-  point of the GRPO and DPO demos.
+- :func:`build_or_reuse` ``(final, info, build) -> Path``: the cache rule every cached build follows.
 - :func:`task_texts` ``(tasks, style) -> list[str]``: prompt and answer texts the tokenizer learns from.
 """
 
@@ -23,7 +22,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rewards.types import Task
@@ -45,15 +44,17 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-# Sized for a 2-core CPU: one SFT step on 8 corpus examples (~300 tokens each) must cost well under a
+# Sized for a 2-core CPU (192 wide, 4 layers, 2.0 M parameters: 0.35 s per 8x340-token SFT step idle;
+# the 96-wide 3-layer variant could not write unseen instances of the corpus families after 300 steps).
+# Earlier sizing note: one SFT step on 8 corpus examples (~300 tokens each) must cost well under a
 # second, and a GRPO step with 32 completions of up to 256 tokens a few seconds (measured: the
 # 128-wide, 4-layer variant took 3-4 s per 16-example SFT step unloaded, too slow for the demo budget).
 DEFAULT_ARCH = {
     "vocab_size": 2048,
-    "hidden_size": 96,
-    "num_layers": 3,
+    "hidden_size": 192,
+    "num_layers": 4,
     "num_heads": 4,
-    "intermediate_size": 256,
+    "intermediate_size": 512,
     "max_position_embeddings": 2048,
 }
 
@@ -161,12 +162,24 @@ def build_tiny_model(out_dir: str | Path, texts: Sequence[str], *, seed: int = 0
     return out_dir
 
 
-def _fingerprint(payload: dict) -> str:
+def fingerprint(payload: dict) -> str:
+    """A short stable hash of a JSON-able ``payload`` (names cached builds)."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _is_built(path: Path) -> bool:
     return (path / DONE_MARKER).is_file()
+
+
+def build_or_reuse(final: Path, info: dict, build: Callable[[Path], object]) -> Path:
+    """``final`` when a finished build is there, else ``build(tmp)`` into a private temporary directory
+    that is then renamed to ``final`` (a concurrent build of the same thing keeps the first copy)."""
+    if _is_built(final):
+        log.info("cached build reused: %s", final)
+        return final
+    tmp = final.with_name(final.name + f".building-{os.getpid()}")
+    build(tmp)
+    return _finish(tmp, final, info)
 
 
 def _finish(tmp: Path, final: Path, info: dict) -> Path:
@@ -196,48 +209,7 @@ def ensure_tiny_policy(
         "kind": "random",
         "arch": {**DEFAULT_ARCH, **arch},
         "seed": seed,
-        "texts": _fingerprint({"t": texts}),
+        "texts": fingerprint({"t": texts}),
     }
-    final = Path(out_dir) if out_dir is not None else cache_root() / f"tiny-{_fingerprint(info)}"
-    if _is_built(final):
-        log.info("tiny policy cached in %s", final)
-        return final
-    tmp = final.with_name(final.name + f".building-{os.getpid()}")
-    build_tiny_model(tmp, texts, seed=seed, **arch)
-    return _finish(tmp, final, info)
-
-
-def ensure_tiny_sft_policy(
-    out_dir: str | Path | None = None,
-    *,
-    tasks: Sequence[Task] | None = None,
-    max_steps: int = 300,
-    extra_args: Sequence[str] = (),
-) -> Path:
-    """Return the tiny policy after the SFT warm start (``train/sft.py``) on ``tasks``, building if absent.
-
-    Args:
-        out_dir: where to save; default ``cache_root()/tiny-sft-<hash>``.
-        tasks: SFT data (default: the embedded corpus' train split).
-        max_steps: SFT optimizer steps.
-        extra_args: more ``train/sft.py`` flags (e.g. ``["--learning_rate", "1e-3"]``).
-    """
-    from train import sft
-
-    tasks = list(tasks) if tasks is not None else _default_tasks()
-    base = ensure_tiny_policy(tasks=tasks)
-    info = {
-        "kind": "sft",
-        "base": base.name,
-        "max_steps": max_steps,
-        "extra": list(extra_args),
-        "tasks": _fingerprint({"t": [t.to_dict() for t in tasks]}),
-        "recipe": sft.TINY_RECIPE_VERSION,
-    }
-    final = Path(out_dir) if out_dir is not None else cache_root() / f"tiny-sft-{_fingerprint(info)}"
-    if _is_built(final):
-        log.info("tiny SFT policy cached in %s", final)
-        return final
-    tmp = final.with_name(final.name + f".building-{os.getpid()}")
-    sft.run_sft_on_tasks(tasks, model=str(base), out_dir=tmp, max_steps=max_steps, extra_args=extra_args)
-    return _finish(tmp, final, info)
+    final = Path(out_dir) if out_dir is not None else cache_root() / f"tiny-{fingerprint(info)}"
+    return build_or_reuse(final, info, lambda tmp: build_tiny_model(tmp, texts, seed=seed, **arch))
