@@ -75,13 +75,14 @@ def _check_accelerate(path: Path) -> None:
 
 
 def _check_launch(path: Path, directory: str) -> None:
-    from train import launch
+    from launch.plan import ClusterConfig, load_yaml_dataclass
+    from launch.sweep import expand_sweep
 
     data = yaml.safe_load(path.read_text()) or {}
     if directory == "cluster":
-        launch.load_yaml_dataclass(launch.ClusterConfig, path)
+        load_yaml_dataclass(ClusterConfig, path)
     else:
-        jobs = launch.expand_sweep(data)
+        jobs = expand_sweep(data)
         assert jobs, f"{path} expands to no jobs"
         if data.get("base"):
             assert (REPO / data["base"]).is_file(), f"{path}: base recipe {data['base']} does not exist"

@@ -108,7 +108,8 @@ class DPOScriptConfig(ModelFields, TaskFields, EvalFields, DPOConfig):
     reward_timeout_s: float = _f(600.0, "HTTP timeout of one reward request")
     reward_retries: int = _f(2, "retries of a failed reward request before its items count as INFRA_ERROR")
     sft_warm_start_steps: int = _f(
-        400, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny; the GRPO demo's, so both share it)"
+        400,
+        "SFT steps of the tiny policy's warm start (model_name_or_path: tiny; the GRPO demo's, so both share it)",
     )
 
     def __post_init__(self) -> None:
@@ -130,7 +131,9 @@ def script_defaults() -> dict[str, Any]:
     return {
         "output_dir": "runs/dpo-tiny",
         "max_steps": 40,
-        "learning_rate": 5e-5,
+        "learning_rate": 2e-4,
+        "max_train_tasks": 240,
+        "num_samples": 4,
         "lr_scheduler_type": "constant",
         "per_device_train_batch_size": 16,
         "beta": 0.1,
@@ -309,12 +312,14 @@ def train(cfg: DPOScriptConfig) -> dict:
     from train.pairs import make_scorer
 
     started = time.time()
-    train_tasks = resolve_tasks(cfg.train_tasks, "train")[: cfg.max_train_tasks or None]
+    all_train = resolve_tasks(cfg.train_tasks, "train")
+    train_tasks = all_train[: cfg.max_train_tasks or None]
     splits = (
         held_out_splits(cfg.eval_tasks, cfg.eval_ood_tasks, cfg.eval_max_tasks) if cfg.eval_pass_at_1 else {}
     )
     all_tasks = union_tasks(train_tasks, *splits.values())  # checked before the policy is built
-    cfg.model_name_or_path = warm_start_policy(cfg.model_name_or_path, train_tasks, cfg.sft_warm_start_steps)
+    # the warm start learns from the whole training split (max_train_tasks limits the RL prompts only)
+    cfg.model_name_or_path = warm_start_policy(cfg.model_name_or_path, all_train, cfg.sft_warm_start_steps)
     setup_reporting(cfg.report_to, cfg.output_dir)
     save_resolved_config(cfg, cfg.output_dir)
     scorer = make_scorer(

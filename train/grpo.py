@@ -375,7 +375,10 @@ def policy_sampler(model, tokenizer, cfg: GRPOScriptConfig):
         was_training = model.training
         model.eval()
         tokenizer.padding_side = "left"
+        from tqdm.auto import tqdm
+
         prompts = [render_prompt(tokenizer, t.prompt, style=cfg.prompt_style) for t in tasks]
+        bar = tqdm(total=len(prompts) * cfg.eval_samples, desc="held-out sampling", unit="seq")
         out = sample_hf(
             model,
             tokenizer,
@@ -386,7 +389,9 @@ def policy_sampler(model, tokenizer, cfg: GRPOScriptConfig):
             max_new_tokens=cfg.max_completion_length,
             batch_size=64,
             seed=cfg.seed + 10_000,
+            progress=bar.update,
         )
+        bar.close()
         if was_training:
             model.train()
         return out
@@ -409,12 +414,14 @@ def train(cfg: GRPOScriptConfig) -> dict:
     from datasets import Dataset
 
     started = time.time()
-    train_tasks = resolve_tasks(cfg.train_tasks, "train")[: cfg.max_train_tasks or None]
+    all_train = resolve_tasks(cfg.train_tasks, "train")
+    train_tasks = all_train[: cfg.max_train_tasks or None]
     splits = (
         held_out_splits(cfg.eval_tasks, cfg.eval_ood_tasks, cfg.eval_max_tasks) if cfg.eval_pass_at_1 else {}
     )
     all_tasks = union_tasks(train_tasks, *splits.values())  # one reward server knows them all
-    cfg.model_name_or_path = warm_start_policy(cfg.model_name_or_path, train_tasks, cfg.sft_warm_start_steps)
+    # the warm start learns from the whole training split (max_train_tasks limits the RL prompts only)
+    cfg.model_name_or_path = warm_start_policy(cfg.model_name_or_path, all_train, cfg.sft_warm_start_steps)
     setup_reporting(cfg.report_to, cfg.output_dir)
     run_dir = Path(cfg.output_dir)
     save_resolved_config(cfg, run_dir)
