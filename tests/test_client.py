@@ -59,7 +59,7 @@ def dead_url() -> str:
 def comparable(result) -> dict:
     out = result.to_dict()
     out.pop("cached")
-    out["metrics"] = {k: v for k, v in out["metrics"].items() if not k.endswith("wall_s")}
+    out["metrics"] = {k: v for k, v in out["metrics"].items() if not k.endswith(("wall_s", "cpu_s"))}
     return out
 
 

@@ -166,7 +166,7 @@ def test_resolved_config_is_saved_and_reruns(tmp_path):
 def test_cross_field_check_names_the_values():
     from train.grpo import GRPOScriptConfig, script_defaults
 
-    with pytest.raises(ConfigError, match="overlong_buffer_len=500 must be < max_completion_length=256"):
+    with pytest.raises(ConfigError, match="overlong_buffer_len=500 must be < max_completion_length=320"):
         load_config(
             GRPOScriptConfig,
             ["--overlong_buffer_len", "500"],
