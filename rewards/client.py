@@ -479,6 +479,11 @@ class TRLReward:
             )
         log_metric(f"{self.metric_prefix}/pass_rate", sum(r.passed for r in results) / len(results))
         log_metric(f"{self.metric_prefix}/cached_frac", sum(r.cached for r in results) / len(results))
+        # formal level outcomes per step, as fractions of the batch ("bounded:K" counts as bounded,
+        # "unknown: <reason>" as unknown; designs that did not reach the level count in none)
+        verdicts = [str(r.metrics.get("formal", "")).split(":")[0] for r in results]
+        for verdict in ("proved", "bounded", "counterexample", "unknown"):
+            log_metric(f"{self.metric_prefix}/formal/{verdict}", verdicts.count(verdict) / len(results))
 
     def _check_infra(self) -> None:
         if self.fail_on_infra_rate is None or self.total < self.min_items:

@@ -213,3 +213,20 @@ def test_trl_reward_needs_known_task_ids(server):
             reward(prompts=["p"], completions=["c"])
         with pytest.raises(ValueError, match="unknown task id"):
             reward(prompts=["p"], completions=["c"], task_id=["nope/none"])
+
+
+def test_trl_reward_logs_the_formal_mix_per_step():
+    from rewards.client import TRLReward
+    from rewards.types import RewardResult
+
+    reward = TRLReward(RewardClient([], tasks={}))
+    results = [
+        RewardResult("a", Status.OK, True, 1.5, metrics={"formal": "proved"}),
+        RewardResult("a", Status.OK, True, 1.5, metrics={"formal": "bounded:20"}),
+        RewardResult("a", Status.SIM_MISMATCH, False, 0.6, metrics={"formal": "counterexample"}),
+        RewardResult("a", Status.SYNTAX_ERROR, False, 0.1),
+    ]
+    logged = {}
+    reward._log(results, lambda key, value: logged.__setitem__(key, value), None)
+    assert logged["verilog/formal/proved"] == logged["verilog/formal/bounded"] == 0.25
+    assert logged["verilog/formal/counterexample"] == 0.25 and logged["verilog/formal/unknown"] == 0.0
