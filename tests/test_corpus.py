@@ -61,7 +61,8 @@ def test_splits_are_disjoint_and_hold_out_designs_and_families():
     assert {"gray2bin", "seq_detector_mealy"} <= ood_families - train_families
     # test: unseen instances inside the training ranges; test_ood: unseen widths
     widths = {
-        split: {t.meta["params"].get("w") for t in splits[split] if t.meta["family"] == "adder"} for split in SPLITS
+        split: {t.meta["params"].get("w") for t in splits[split] if t.meta["family"] == "adder"}
+        for split in SPLITS
     }
     assert widths["train"] and not widths["train"] & {5, 6, 10, 12}
     assert widths["test"] and widths["test"] <= {2, 3, 4, 8, 16}
