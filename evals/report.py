@@ -22,7 +22,13 @@ def _suite_table(suites: dict[str, Any]) -> list[str]:
         head += [f"pass@{k} strict", f"pass@{k} official"]
     for k in ks:
         head += [f"pass@{k} strict w/o errata", f"pass@{k} official w/o errata"]
-    head += ["verdicts differ (problems)", "strict falls back", "errata (solved)", "infra errors"]
+    head += [
+        "strict passes formally equivalent (proved / bounded / unknown / not run)",
+        "verdicts differ (problems)",
+        "strict falls back",
+        "errata (solved)",
+        "infra errors",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in suites.items():
         official = s.get("official", {})
@@ -37,7 +43,9 @@ def _suite_table(suites: dict[str, Any]) -> list[str]:
                 _fmt(s["pass_at_k_excluding_errata"].get(str(k))),
                 _fmt(official.get("pass_at_k_excluding_errata", {}).get(str(k))),
             ]
+        formal = s.get("formal", {})
         row += [
+            " / ".join(str(formal.get(kind, 0)) for kind in ("proved", "bounded", "unknown", "not_run")),
             str(len(s.get("verdicts_differ", {}))),
             str(len(s.get("strict_fallback", []))),
             f"{len(s['errata'])} ({len(s['errata_solved'])})",

@@ -327,6 +327,20 @@ def _names_note(task: Task) -> str | None:
     )
 
 
+def formal_breakdown(graded: Sequence[GradedSample]) -> dict[str, int]:
+    """What the formal level said about the strict passes: ``proved`` (formally equivalent to the
+    reference), ``bounded`` (no difference within the proof depth), ``unknown`` (undecided in budget)
+    and ``not_run`` (formal off, or the strict check fell back to the official bench)."""
+    counts = {"proved": 0, "bounded": 0, "unknown": 0, "not_run": 0}
+    for g in graded:
+        if not g.passed:
+            continue
+        formal = (g.strict.formal if g.strict is not None else None) or ""
+        kind = formal.split(":", 1)[0].strip()
+        counts[kind if kind in ("proved", "bounded", "unknown") else "not_run"] += 1
+    return counts
+
+
 def summarize_suite(
     graded: Sequence[GradedSample],
     tasks: Sequence[Task],
@@ -398,6 +412,7 @@ def summarize_suite(
             "passed_samples": sum(g.passed_official for g in graded),
         },
         "verdicts_differ": _weak_spots(graded),
+        "formal": formal_breakdown(graded),
         "strict_fallback": fallback,
         "status_counts": dict(Counter(g.result.status.value for g in graded).most_common()),
         "infra_errors": sum(g.result.status is Status.INFRA_ERROR and not erratum(g.task_id) for g in graded),

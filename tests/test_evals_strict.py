@@ -13,6 +13,7 @@ import pytest
 from evals.__main__ import main as evals_main
 from evals.goldens import PROBES, check_goldens, probe_modules
 from evals.loaders import load_suite
+from evals.report import render_markdown
 from evals.run import GradedSample, Sample, grade_samples, summarize
 from evals.strict import BASIS_OFFICIAL, StrictVerdict, _verdict, official_passed
 from rewards.config import RewardConfig
@@ -166,6 +167,20 @@ def test_summary_reports_both_verdicts_and_where_they_differ():
     assert [d["sample_index"] for d in s["verdicts_differ"]["s/p0"]] == [1]
     assert s["per_problem"]["s/p1"] == {"n": 2, "c": 0, "c_official": 1}
     assert s["coverage"] == "2 of 2 problems sampled" and s["unsampled"] == []
+
+
+def test_report_counts_how_the_formal_level_judged_the_strict_passes():
+    tasks = _tasks(1)
+    formals = ["proved", "bounded:20", "unknown: timeout", None, "proved"]
+    graded = []
+    for index, formal in enumerate(formals):
+        verdict = StrictVerdict(True, checked=True, formal=formal)
+        graded.append(GradedSample(Sample(tasks[0], index, ""), _result(Status.OK), strict=verdict))
+    graded.append(_graded(tasks[0], 9, False, False))  # a failure is not counted
+    s = summarize(graded, tasks, ks=(1,))["s"]
+    assert s["formal"] == {"proved": 2, "bounded": 1, "unknown": 1, "not_run": 1}
+    report = render_markdown({"suites": {"s": s}})
+    assert "formally equivalent" in report and "| 2 / 1 / 1 / 1 |" in report
 
 
 def test_unsampled_problems_count_as_unsolved_unless_the_run_was_limited():
