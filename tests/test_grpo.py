@@ -23,7 +23,7 @@ from transformers import AutoModelForCausalLM
 
 from rewards.tasks import TaskFileError, load_tasks, union_tasks
 from rewards.types import LEVELS
-from train import grpo, sft
+from train import baseline, grpo, sft
 from train.tiny import build_tiny_model, task_texts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,6 +139,15 @@ def test_eval_on_the_training_tasks_with_the_built_in_reward_server(policy, tmp_
     assert summary["before"]["tasks"] == summary["after"]["tasks"] == 2
     assert summary["scored_items"] == 16 and summary["infra_errors"] == 0
 
+    # the fair baseline of this run: the same start, more SFT for the run's training wall time
+    report = baseline.main(["--run", str(tmp_path / "run"), "--learning_rate", "1e-3"])
+    assert report["start_policy"] == str(policy) and report["budget_s"] == summary["train_s"]
+    assert report["sft_steps"] >= 1 and report["sft_s"] >= summary["train_s"]
+    assert report["baseline_sft"]["tasks"] == 2 and report["baseline_sft"]["samples"] == 2
+    assert report["before"] == summary["before"]["pass@1"]
+    written = json.loads((tmp_path / "run" / baseline.BASELINE_NAME).read_text())
+    assert written["sft_steps"] == report["sft_steps"] and written["baseline_gain"] == report["baseline_gain"]
+
 
 def test_lora_grpo_adapter_reloads_and_resumes(policy, server, tmp_path):
     from peft import PeftModel
@@ -202,6 +211,23 @@ def test_infra_items_do_not_make_a_group_informative():
     )
     # group 0: equal rewards plus INFRA -> flat; group 1: mixed -> kept; group 2: one verdict -> flat
     assert keep.tolist() == [False] * 4 + [True] * 4 + [False] * 4
+
+
+def test_negative_advantages_are_scaled_and_positive_ones_kept():
+    adv = torch.tensor([1.2, -0.4, 0.0, -0.8])
+    assert grpo.weight_negative_advantages(adv, 0.0).tolist() == pytest.approx([1.2, 0.0, 0.0, 0.0])
+    assert grpo.weight_negative_advantages(adv, 0.5).tolist() == pytest.approx([1.2, -0.2, 0.0, -0.4])
+    assert grpo.weight_negative_advantages(adv, 1.0).tolist() == pytest.approx(adv.tolist())
+
+
+def test_negative_advantage_weight_outside_zero_one_is_refused(tmp_path):
+    with pytest.raises(Exception, match="negative_advantage_weight=1.5 must be in"):
+        grpo.load_config(
+            grpo.GRPOScriptConfig,
+            ["--output_dir", str(tmp_path), "--negative_advantage_weight", "1.5"],
+            defaults=grpo.script_defaults(),
+            exit_on_error=False,
+        )
 
 
 def test_overlong_shaping_is_linear_in_the_buffer():

@@ -45,6 +45,12 @@ DAPO (Yu et al., 2025) options, all TRL fields except ``dynamic_sampling`` and `
   sampling new prompts until the batch is full of informative groups; here the batch simply shrinks
   (no extra generation), so the effective batch size varies from step to step.
 
+Advantages: the embedded default sets TRL's ``scale_rewards: none`` (r − group mean, not divided by the
+group's std; Dr. GRPO, Liu et al. 2025), so a group that differs only by the 0.1 format credit is not
+pushed as hard as pass versus fail. ``negative_advantage_weight`` (default 1) scales below-mean
+advantages; 0 reinforces only the better completions. What was measured with each on ``val`` is in
+docs/learning.md.
+
 vLLM rollout (GPU only, ``pip install -e '.[vllm]'``): ``use_vllm: true`` with ``vllm_mode: colocate``
 (vLLM inside each training process; set ``vllm_gpu_memory_utilization``) or ``vllm_mode: server``
 (``trl vllm-serve --model <model> --port 8000`` on separate GPUs; set ``vllm_server_host``/``port``).
@@ -118,6 +124,11 @@ class GRPOScriptConfig(ModelFields, TaskFields, EvalFields, GRPOConfig):
         0.1, "stop when more than this fraction of a generation batch is INFRA_ERROR (1.0 = never stop)"
     )
     dynamic_sampling: bool = _f(True, "drop groups whose rewards are all equal from the loss (DAPO)")
+    negative_advantage_weight: float = _f(
+        1.0,
+        "scale of below-group-mean advantages (1 = plain GRPO, 0 = reinforce only the better completions; "
+        "see Zhu et al. 2025 on positive vs negative sample reinforcement)",
+    )
     overlong_buffer_len: int = _f(
         0, "soft overlong punishment window in tokens before max_completion_length (0 = off)"
     )
@@ -130,6 +141,10 @@ class GRPOScriptConfig(ModelFields, TaskFields, EvalFields, GRPOConfig):
         super().__post_init__()
         if not 0.0 < self.fail_on_infra_rate <= 1.0:
             raise ConfigError(f"fail_on_infra_rate={self.fail_on_infra_rate} must be in (0, 1], e.g. 0.1")
+        if not 0.0 <= self.negative_advantage_weight <= 1.0:
+            raise ConfigError(
+                f"negative_advantage_weight={self.negative_advantage_weight} must be in [0, 1] (1 = plain GRPO)"
+            )
         if self.overlong_buffer_len and self.overlong_buffer_len >= self.max_completion_length:
             raise ConfigError(
                 f"overlong_buffer_len={self.overlong_buffer_len} must be < max_completion_length="
@@ -141,9 +156,10 @@ def script_defaults() -> dict[str, Any]:
     """The embedded CPU recipe (configs/grpo/tiny_cpu.yaml holds the same values), under YAML and flags."""
     return {
         "output_dir": "runs/grpo-tiny",
-        "max_steps": 50,
-        "learning_rate": 2e-4,
+        "max_steps": 100,
+        "learning_rate": 1e-4,
         "lr_scheduler_type": "constant",
+        "scale_rewards": "none",
         "per_device_train_batch_size": 32,
         "num_generations": 8,
         "max_completion_length": 320,
@@ -287,18 +303,24 @@ class RTLGRPOTrainer(GRPOTrainer):
         verilog_reward: VerilogReward,
         dynamic_sampling: bool,
         fail_on_infra_rate: float,
+        negative_advantage_weight: float = 1.0,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.verilog_reward = verilog_reward
         self.dynamic_sampling = dynamic_sampling
         self.fail_on_infra_rate = fail_on_infra_rate
+        self.negative_advantage_weight = negative_advantage_weight
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
         self._check_infra_rate()
         if self.dynamic_sampling and self.model.training:
             drop_flat_groups(self, output, self.verilog_reward.last_rewards)
+        if self.negative_advantage_weight != 1.0 and self.model.training:
+            output["advantages"] = weight_negative_advantages(
+                output["advantages"], self.negative_advantage_weight
+            )
         return output
 
     def _check_infra_rate(self) -> None:
@@ -330,6 +352,12 @@ def flat_group_keep_mask(rewards: torch.Tensor, num_generations: int) -> torch.T
     low = torch.where(scored, groups, torch.full_like(groups, math.inf)).min(dim=1).values
     flat = (scored.sum(dim=1) < 2) | torch.isclose(high, low, rtol=0.0, atol=1e-9)
     return (~flat).repeat_interleave(num_generations)
+
+
+def weight_negative_advantages(advantages: torch.Tensor, weight: float) -> torch.Tensor:
+    """Advantages with the below-baseline ones scaled by ``weight`` (0 keeps only the reinforcement of
+    completions better than their group's mean)."""
+    return torch.where(advantages < 0, advantages * weight, advantages)
 
 
 def drop_flat_groups(trainer: GRPOTrainer, output: dict, rewards: Sequence[float]) -> int:
@@ -441,6 +469,7 @@ def train(cfg: GRPOScriptConfig) -> dict:
             verilog_reward=reward,
             dynamic_sampling=cfg.dynamic_sampling,
             fail_on_infra_rate=cfg.fail_on_infra_rate,
+            negative_advantage_weight=cfg.negative_advantage_weight,
         )
         before = _evaluate_on_main(trainer, tokenizer, splits, client, cfg) if splits else None
         train_start = time.time()
