@@ -230,6 +230,24 @@ def test_negative_advantage_weight_outside_zero_one_is_refused(tmp_path):
         )
 
 
+def test_rollout_temperature_samples_sharper_while_the_loss_keeps_temperature(tmp_path):
+    cfg = grpo.load_config(
+        grpo.GRPOScriptConfig,
+        ["--output_dir", str(tmp_path), "--rollout_temperature", "0.5", "--generation_kwargs", '{"top_k": 50}'],
+        defaults=grpo.script_defaults(),
+        exit_on_error=False,
+    )
+    assert cfg.temperature == 1.0
+    assert cfg.generation_kwargs == {"top_k": 50, "temperature": 0.5}
+    with pytest.raises(Exception, match="rollout_temperature=0.0 must be in"):
+        grpo.load_config(
+            grpo.GRPOScriptConfig,
+            ["--output_dir", str(tmp_path), "--rollout_temperature", "0"],
+            defaults=grpo.script_defaults(),
+            exit_on_error=False,
+        )
+
+
 def test_overlong_shaping_is_linear_in_the_buffer():
     reward = grpo.VerilogReward(
         lambda *a, **k: [1.0, 1.0, None, 1.0], max_completion_length=100, overlong_buffer_len=20

@@ -60,6 +60,7 @@ Without vLLM the trainer samples with HF ``generate`` (the CPU path).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import sys
@@ -129,6 +130,12 @@ class GRPOScriptConfig(ModelFields, TaskFields, EvalFields, GRPOConfig):
         "scale of below-group-mean advantages (1 = plain GRPO, 0 = reinforce only the better completions; "
         "see Zhu et al. 2025 on positive vs negative sample reinforcement)",
     )
+    rollout_temperature: float | None = _f(
+        None,
+        "sampling temperature of the rollouts when it should differ from `temperature` (which the loss's "
+        "log-probabilities use); None = sample at `temperature`. Below 1 the rollouts are off-policy: "
+        "sharper samples of the same policy, reinforced by their group advantages (see docs/learning.md)",
+    )
     overlong_buffer_len: int = _f(
         0, "soft overlong punishment window in tokens before max_completion_length (0 = off)"
     )
@@ -145,6 +152,16 @@ class GRPOScriptConfig(ModelFields, TaskFields, EvalFields, GRPOConfig):
             raise ConfigError(
                 f"negative_advantage_weight={self.negative_advantage_weight} must be in [0, 1] (1 = plain GRPO)"
             )
+        if self.rollout_temperature is not None:
+            if not 0.0 < self.rollout_temperature <= 2.0:
+                raise ConfigError(
+                    f"rollout_temperature={self.rollout_temperature} must be in (0, 2], e.g. 0.5; "
+                    "or null to sample at `temperature`"
+                )
+            extra = self.generation_kwargs or {}
+            if isinstance(extra, str):
+                extra = json.loads(extra)
+            self.generation_kwargs = {**extra, "temperature": self.rollout_temperature}
         if self.overlong_buffer_len and self.overlong_buffer_len >= self.max_completion_length:
             raise ConfigError(
                 f"overlong_buffer_len={self.overlong_buffer_len} must be < max_completion_length="
