@@ -131,7 +131,7 @@ def script_defaults() -> dict[str, Any]:
     return {
         "output_dir": "runs/dpo-tiny",
         "max_steps": 40,
-        "learning_rate": 1e-4,
+        "learning_rate": 1e-5,
         "loss_type": ["sigmoid", "sft"],
         "max_train_tasks": 240,
         "num_samples": 4,
