@@ -233,7 +233,14 @@ def test_negative_advantage_weight_outside_zero_one_is_refused(tmp_path):
 def test_rollout_temperature_samples_sharper_while_the_loss_keeps_temperature(tmp_path):
     cfg = grpo.load_config(
         grpo.GRPOScriptConfig,
-        ["--output_dir", str(tmp_path), "--rollout_temperature", "0.5", "--generation_kwargs", '{"top_k": 50}'],
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--rollout_temperature",
+            "0.5",
+            "--generation_kwargs",
+            '{"top_k": 50}',
+        ],
         defaults=grpo.script_defaults(),
         exit_on_error=False,
     )
