@@ -255,6 +255,19 @@ def test_rollout_temperature_samples_sharper_while_the_loss_keeps_temperature(tm
         )
 
 
+def test_shuffled_rewards_keep_the_values_and_lose_the_link_to_the_completions():
+    values = [0.1, 0.2, None, 1.5, 0.6, 0.1, 1.2, 0.0]
+    plain = grpo.VerilogReward(lambda *a, **k: list(values), max_completion_length=100)
+    control = grpo.VerilogReward(lambda *a, **k: list(values), max_completion_length=100, shuffle_seed=0)
+    assert plain(["p"] * 8, ["c"] * 8) == values
+    got = [control(["p"] * 8, ["c"] * 8) for _ in range(3)]
+    key = lambda r: (r is None, r)  # noqa: E731
+    assert all(sorted(g, key=key) == sorted(values, key=key) for g in got)
+    assert any(g != values for g in got)
+    assert control.last_counts == (1, 8)
+    assert [r for r in control.last_rewards if r == r] == [r for r in got[-1] if r is not None]
+
+
 def test_overlong_shaping_is_linear_in_the_buffer():
     reward = grpo.VerilogReward(
         lambda *a, **k: [1.0, 1.0, None, 1.0], max_completion_length=100, overlong_buffer_len=20

@@ -63,6 +63,7 @@ import contextlib
 import json
 import logging
 import math
+import random
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -129,6 +130,11 @@ class GRPOScriptConfig(ModelFields, TaskFields, EvalFields, GRPOConfig):
         1.0,
         "scale of below-group-mean advantages (1 = plain GRPO, 0 = reinforce only the better completions; "
         "see Zhu et al. 2025 on positive vs negative sample reinforcement)",
+    )
+    shuffle_rewards: bool = _f(
+        False,
+        "control run: permute each batch's rewards across its completions (same distribution, no link to "
+        "what was written). A run that gains as much with it on is not learning from the reward",
     )
     rollout_temperature: float | None = _f(
         None,
@@ -212,8 +218,10 @@ class VerilogReward:
         max_completion_length: int,
         overlong_buffer_len: int = 0,
         overlong_penalty: float = 1.0,
+        shuffle_seed: int | None = None,
     ) -> None:
         self.trl_reward = trl_reward
+        self.shuffle = None if shuffle_seed is None else random.Random(shuffle_seed)
         self.max_len = max_completion_length
         self.buffer = overlong_buffer_len
         self.penalty = overlong_penalty
@@ -243,6 +251,9 @@ class VerilogReward:
             rewards = [None if r is None else r + p for r, p in zip(rewards, penalties, strict=True)]
             if "log_metric" in kwargs:
                 kwargs["log_metric"]("rewards/overlong_penalty", sum(penalties) / max(1, len(penalties)))
+        if self.shuffle is not None:  # control run: same rewards, no link to the completions
+            rewards = list(rewards)
+            self.shuffle.shuffle(rewards)
         self.last_rewards = [math.nan if r is None else float(r) for r in rewards]
         if "log_metric" in kwargs:
             kwargs["log_metric"]("rewards/infra_error_frac", infra / max(1, len(rewards)))
@@ -307,6 +318,7 @@ def make_reward(client, cfg: GRPOScriptConfig) -> VerilogReward:
         max_completion_length=cfg.max_completion_length,
         overlong_buffer_len=cfg.overlong_buffer_len,
         overlong_penalty=cfg.overlong_penalty,
+        shuffle_seed=cfg.seed if cfg.shuffle_rewards else None,
     )
 
 
