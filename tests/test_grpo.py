@@ -220,39 +220,26 @@ def test_negative_advantages_are_scaled_and_positive_ones_kept():
     assert grpo.weight_negative_advantages(adv, 1.0).tolist() == pytest.approx(adv.tolist())
 
 
-def test_negative_advantage_weight_outside_zero_one_is_refused(tmp_path):
-    with pytest.raises(Exception, match="negative_advantage_weight=1.5 must be in"):
-        grpo.load_config(
-            grpo.GRPOScriptConfig,
-            ["--output_dir", str(tmp_path), "--negative_advantage_weight", "1.5"],
-            defaults=grpo.script_defaults(),
-            exit_on_error=False,
-        )
-
-
-def test_rollout_temperature_samples_sharper_while_the_loss_keeps_temperature(tmp_path):
-    cfg = grpo.load_config(
+def _script_config(tmp_path, *flags: str) -> grpo.GRPOScriptConfig:
+    return grpo.load_config(
         grpo.GRPOScriptConfig,
-        [
-            "--output_dir",
-            str(tmp_path),
-            "--rollout_temperature",
-            "0.5",
-            "--generation_kwargs",
-            '{"top_k": 50}',
-        ],
+        ["--output_dir", str(tmp_path), *flags],
         defaults=grpo.script_defaults(),
         exit_on_error=False,
     )
+
+
+def test_negative_advantage_weight_outside_zero_one_is_refused(tmp_path):
+    with pytest.raises(Exception, match="negative_advantage_weight=1.5 must be in"):
+        _script_config(tmp_path, "--negative_advantage_weight", "1.5")
+
+
+def test_rollout_temperature_samples_sharper_while_the_loss_keeps_temperature(tmp_path):
+    cfg = _script_config(tmp_path, "--rollout_temperature", "0.5", "--generation_kwargs", '{"top_k": 50}')
     assert cfg.temperature == 1.0
     assert cfg.generation_kwargs == {"top_k": 50, "temperature": 0.5}
     with pytest.raises(Exception, match="rollout_temperature=0.0 must be in"):
-        grpo.load_config(
-            grpo.GRPOScriptConfig,
-            ["--output_dir", str(tmp_path), "--rollout_temperature", "0"],
-            defaults=grpo.script_defaults(),
-            exit_on_error=False,
-        )
+        _script_config(tmp_path, "--rollout_temperature", "0")
 
 
 def test_shuffled_rewards_keep_the_values_and_lose_the_link_to_the_completions():
