@@ -209,7 +209,7 @@ def ensure_tiny_sft_policy(
 
 # The warm start is deliberately partial: it runs the first half of a cosine schedule (the learning rate
 # ends at half its peak), so the policy writes most training designs but still samples slips at
-# temperature 1 and GRPO's groups have reward variance. Measured on 2 cores (400 steps, ~7 min): val
+# temperature 1 and GRPO's groups have reward variance. Measured on 2 cores (400 steps, ~5.5 min): val
 # pass@1 10.8% at T=1; the same schedule run to its end (800 steps, ~12 min) reached 23.5%, and GRPO
 # from that converged policy lowered val pass@1 (23.5% -> 19.3% after 60 steps).
 WARM_START_ARGS = ("--lr_scheduler_kwargs", '{"num_cycles": 0.25}')
