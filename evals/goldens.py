@@ -131,14 +131,7 @@ def _undefined_outputs(trace: cosim.GoldenTrace) -> tuple[dict[str, float], set[
 
 def _reference_trace(task: Task, config: RewardConfig) -> cosim.GoldenTrace:
     return cosim.golden_trace(
-        task,
-        seeds=tuple(config.seeds),
-        comb_vectors=config.comb_vectors,
-        seq_cycles=config.seq_cycles,
-        reset_cycles=config.reset_cycles,
-        midrun_resets=config.midrun_resets,
-        limits=limits_for(config, config.sim_cpu_s),
-        sandbox=config.sandbox,
+        task, config.cosim, limits=limits_for(config, config.sim_cpu_s), sandbox=config.sandbox
     )
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from rewards.config import option
 
 REPO = Path(__file__).resolve().parents[1]
 ALGOS = {"grpo": "train/grpo.py", "dpo": "train/dpo.py", "sft": "train/sft.py"}
@@ -27,42 +29,29 @@ class LaunchError(ValueError):
 class ClusterConfig:
     """Where the parts of a run go. Every field has a default so a small file is enough."""
 
-    train_nodes: int = field(
-        default=1, metadata={"help": "nodes running the trainer (accelerate multi-node)"}
+    train_nodes: int = option(1, "nodes running the trainer (accelerate multi-node)")
+    gpus_per_node: int = option(
+        8,
+        "GPUs per node = trainer processes per node; 0: CPU nodes (one trainer process each, "
+        "no --gpus-per-node request)",
     )
-    gpus_per_node: int = field(
-        default=8,
-        metadata={
-            "help": "GPUs per node = trainer processes per node; 0: CPU nodes (one trainer process each, "
-            "no --gpus-per-node request)"
-        },
+    vllm_nodes: int = option(0, "nodes running `trl vllm-serve` (0: colocate or HF)")
+    vllm_tensor_parallel: int = option(1, "tensor parallel size of the vLLM server")
+    vllm_data_parallel: int = option(1, "data parallel size of the vLLM server")
+    vllm_port: int = option(8000, "port of the vLLM server")
+    reward_nodes: int = option(
+        0, "CPU nodes for reward servers (0: run the replicas on the trainer nodes' CPU cores)"
     )
-    vllm_nodes: int = field(
-        default=0, metadata={"help": "nodes running `trl vllm-serve` (0: colocate or HF)"}
-    )
-    vllm_tensor_parallel: int = field(default=1, metadata={"help": "tensor parallel size of the vLLM server"})
-    vllm_data_parallel: int = field(default=1, metadata={"help": "data parallel size of the vLLM server"})
-    vllm_port: int = field(default=8000, metadata={"help": "port of the vLLM server"})
-    reward_nodes: int = field(
-        default=0,
-        metadata={
-            "help": "CPU nodes for reward servers (0: run the replicas on the trainer nodes' CPU cores)"
-        },
-    )
-    reward_replicas: int = field(default=1, metadata={"help": "reward-server processes in total"})
-    reward_workers: int = field(default=16, metadata={"help": "scoring workers per reward-server replica"})
-    reward_port: int = field(
-        default=8100, metadata={"help": "first reward-server port (replica i: port + i)"}
-    )
-    main_port: int = field(default=29500, metadata={"help": "accelerate rendezvous port"})
-    accelerate_config: str = field(
-        default="configs/accelerate/zero3.yaml", metadata={"help": "accelerate config for the trainer"}
-    )
-    partition: str = field(default="", metadata={"help": "Slurm partition (empty: cluster default)"})
-    account: str = field(default="", metadata={"help": "Slurm account (empty: none)"})
-    time: str = field(default="24:00:00", metadata={"help": "Slurm time limit"})
-    cpus_per_task: int = field(default=16, metadata={"help": "CPUs per Slurm task (one task per node)"})
-    job_name: str = field(default="rtlforge", metadata={"help": "Slurm job name"})
+    reward_replicas: int = option(1, "reward-server processes in total")
+    reward_workers: int = option(16, "scoring workers per reward-server replica")
+    reward_port: int = option(8100, "first reward-server port (replica i: port + i)")
+    main_port: int = option(29500, "accelerate rendezvous port")
+    accelerate_config: str = option("configs/accelerate/zero3.yaml", "accelerate config for the trainer")
+    partition: str = option("", "Slurm partition (empty: cluster default)")
+    account: str = option("", "Slurm account (empty: none)")
+    time: str = option("24:00:00", "Slurm time limit")
+    cpus_per_task: int = option(16, "CPUs per Slurm task (one task per node)")
+    job_name: str = option("rtlforge", "Slurm job name")
 
     def __post_init__(self) -> None:
         if self.train_nodes < 1 or self.gpus_per_node < 0:

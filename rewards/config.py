@@ -20,69 +20,95 @@ class ConfigError(ValueError):
     """A config file or value is wrong; the message says what to set instead."""
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse/TRL naming
+def option(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse/TRL naming
+    """A dataclass field with a help string (``metadata["help"]``), the one helper every config
+    dataclass uses (reward, server, training scripts). A list or dict default is copied per instance."""
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
+class CosimSettings:
+    """What the co-simulation's stimulus depends on (see :mod:`rewards.cosim`)."""
+
+    seeds: tuple[int, ...] = (1, 2, 3)
+    comb_vectors: int = 256
+    seq_cycles: int = 200
+    reset_cycles: int = 2
+    midrun_resets: int = 2
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seeds": tuple(int(s) for s in self.seeds),
+            "comb_vectors": int(self.comb_vectors),
+            "seq_cycles": int(self.seq_cycles),
+            "reset_cycles": int(self.reset_cycles),
+            "midrun_resets": int(self.midrun_resets),
+        }
+
+
+@dataclass(frozen=True)
 class RewardConfig:
     # --- weights: reward = format + syntax + function + ppa, each level gated by the previous one
-    w_format: float = _f(0.1, "reward for extracting a module with the right name")
-    w_syntax: float = _f(0.2, "reward for passing Verilator lint and matching the golden interface")
-    w_function: float = _f(1.0, "reward for a full functional pass")
-    partial_credit: float = _f(
+    w_format: float = option(0.1, "reward for extracting a module with the right name")
+    w_syntax: float = option(0.2, "reward for passing Verilator lint and matching the golden interface")
+    w_function: float = option(1.0, "reward for a full functional pass")
+    partial_credit: float = option(
         0.5,
         "max function credit for a failing design, times its fraction of matching vectors "
         "(0 disables graded credit; must stay < 1 so a full pass dominates)",
     )
-    w_ppa: float = _f(0.5, "weight of the PPA level (in [0, 1]); only awarded after a full functional pass")
-    ppa_enabled: bool = _f(True, "run Yosys + OpenSTA on designs that pass")
-    ppa_metric: str = _f("area_delay", "what PPA compares: area | delay | area_delay | area_delay_power")
-    ppa_max_gain: float = _f(2.0, "improvement factor over the golden that earns the full PPA level")
+    w_ppa: float = option(
+        0.5, "weight of the PPA level (in [0, 1]); only awarded after a full functional pass"
+    )
+    ppa_enabled: bool = option(True, "run Yosys + OpenSTA on designs that pass")
+    ppa_metric: str = option("area_delay", "what PPA compares: area | delay | area_delay | area_delay_power")
+    ppa_max_gain: float = option(2.0, "improvement factor over the golden that earns the full PPA level")
     # --- co-simulation
-    seeds: list[int] = _f([1, 2, 3], "stimulus seeds; each seed is an independent run from reset")
-    comb_vectors: int = _f(256, "random + corner vectors per seed for combinational designs")
-    seq_cycles: int = _f(200, "clock cycles per seed for sequential designs")
-    reset_cycles: int = _f(2, "cycles reset is held at the start of each seed")
-    midrun_resets: int = _f(2, "extra resets asserted at random cycles during each sequential seed")
-    testbench_cosim: bool = _f(
+    seeds: list[int] = option([1, 2, 3], "stimulus seeds; each seed is an independent run from reset")
+    comb_vectors: int = option(256, "random + corner vectors per seed for combinational designs")
+    seq_cycles: int = option(200, "clock cycles per seed for sequential designs")
+    reset_cycles: int = option(2, "cycles reset is held at the start of each seed")
+    midrun_resets: int = option(2, "extra resets asserted at random cycles during each sequential seed")
+    testbench_cosim: bool = option(
         True,
         "for tasks with their own test bench, also co-simulate against the golden and require both "
         "to pass (official benches can be weak, e.g. accept constant outputs); evals turn it off to grade "
         "exactly like the official harness",
     )
     # --- formal equivalence (after a co-simulation pass; see rewards/formal.py)
-    formal: str = _f(
+    formal: str = option(
         "confirm",
         "off | confirm: prove a co-simulation pass equivalent to the golden; a counterexample confirmed "
         "in simulation turns the pass into SIM_MISMATCH, proved/bounded/unknown keep the co-sim verdict",
     )
-    formal_cpu_s: float = _f(20.0, "CPU seconds for the proof engines per design (then bounded or unknown)")
-    formal_depth: int = _f(20, "cycles from reset searched by the bounded engine (sat -tempinduct)")
-    formal_soak_cycles: int = _f(
+    formal_cpu_s: float = option(
+        20.0, "CPU seconds for the proof engines per design (then bounded or unknown)"
+    )
+    formal_depth: int = option(20, "cycles from reset searched by the bounded engine (sat -tempinduct)")
+    formal_soak_cycles: int = option(
         70000,
         "cycles of the soak simulation (inputs held) for sequential designs no engine decided; covers a "
         "16-bit counter's wrap (0 disables)",
     )
     # --- limits (per tool call; CPU seconds hold under load, wall = cpu * wall_factor + 2)
-    lint_cpu_s: float = _f(10.0, "CPU-time limit for Verilator lint")
-    sim_cpu_s: float = _f(10.0, "CPU-time limit for Icarus compile + run")
-    synth_cpu_s: float = _f(30.0, "CPU-time limit for Yosys synthesis")
-    sta_cpu_s: float = _f(20.0, "CPU-time limit for OpenSTA")
-    wall_factor: float = _f(
+    lint_cpu_s: float = option(10.0, "CPU-time limit for Verilator lint")
+    sim_cpu_s: float = option(10.0, "CPU-time limit for Icarus compile + run")
+    synth_cpu_s: float = option(30.0, "CPU-time limit for Yosys synthesis")
+    sta_cpu_s: float = option(20.0, "CPU-time limit for OpenSTA")
+    wall_factor: float = option(
         4.0, "wall-clock limit = cpu limit * wall_factor + 2 s (generous: load is not a timeout)"
     )
-    memory_mb: int = _f(2048, "address-space limit per tool process")
-    max_procs: int = _f(64, "process/thread limit per sandbox")
-    max_output_bytes: int = _f(1_000_000, "stdout/stderr captured per tool call; the rest is dropped")
-    max_file_mb: int = _f(64, "largest file a tool may write")
-    tmp_mb: int = _f(64, "size of the private /tmp inside the sandbox")
-    max_completion_chars: int = _f(
+    memory_mb: int = option(2048, "address-space limit per tool process")
+    max_procs: int = option(64, "process/thread limit per sandbox")
+    max_output_bytes: int = option(1_000_000, "stdout/stderr captured per tool call; the rest is dropped")
+    max_file_mb: int = option(64, "largest file a tool may write")
+    tmp_mb: int = option(64, "size of the private /tmp inside the sandbox")
+    max_completion_chars: int = option(
         200_000, "longer completions are rejected with RESOURCE_LIMIT before any tool runs"
     )
-    sandbox: bool = _f(True, "run tools inside bubblewrap (turn off only for debugging trusted input)")
+    sandbox: bool = option(True, "run tools inside bubblewrap (turn off only for debugging trusted input)")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.partial_credit < 1.0:
@@ -108,6 +134,17 @@ class RewardConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def cosim(self) -> CosimSettings:
+        """The co-simulation settings of this config."""
+        return CosimSettings(
+            seeds=tuple(self.seeds),
+            comb_vectors=self.comb_vectors,
+            seq_cycles=self.seq_cycles,
+            reset_cycles=self.reset_cycles,
+            midrun_resets=self.midrun_resets,
+        )
 
     def content_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]

@@ -38,6 +38,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from rewards.config import CosimSettings
 from rewards.interface import InterfaceError, parse_ports
 from rewards.lint import LintResult, interpret, lint_binds, lint_command, run_lint
 from rewards.sandbox import Job, JobResult, Limits, SandboxError, cpu_rlimit, out_of_memory, run_job
@@ -569,30 +570,14 @@ def _run_golden(task: Task, settings: dict, limits: Limits, sandbox: bool) -> Go
     )
 
 
-def golden_trace(
-    task: Task,
-    *,
-    seeds: Sequence[int],
-    comb_vectors: int,
-    seq_cycles: int,
-    reset_cycles: int,
-    midrun_resets: int,
-    limits: Limits,
-    sandbox: bool,
-) -> GoldenTrace:
+def golden_trace(task: Task, settings: CosimSettings, *, limits: Limits, sandbox: bool) -> GoldenTrace:
     """The golden's trace for these stimulus settings (cached in-process).
 
     Raises:
         GoldenError, InterfaceError: the task's reference cannot be simulated.
         ToolNotFound, SandboxError: the toolchain or the sandbox is missing.
     """
-    settings = {
-        "seeds": tuple(int(s) for s in seeds),
-        "comb_vectors": int(comb_vectors),
-        "seq_cycles": int(seq_cycles),
-        "reset_cycles": int(reset_cycles),
-        "midrun_resets": int(midrun_resets),
-    }
+    settings = settings.as_dict()
     key = _cache_key(task, settings)
     return GOLDEN_CACHE.get_or_compute(
         key, lambda: _run_golden(task, settings, limits, sandbox), remember=(GoldenError, InterfaceError)
@@ -630,16 +615,7 @@ def compare(golden: GoldenTrace, rows: Sequence[tuple[str, ...]]) -> SimOutcome:
 
 
 def run_cosim(
-    task: Task,
-    code: str,
-    *,
-    seeds: Sequence[int],
-    comb_vectors: int,
-    seq_cycles: int,
-    reset_cycles: int,
-    midrun_resets: int,
-    limits: Limits,
-    sandbox: bool = True,
+    task: Task, code: str, settings: CosimSettings, *, limits: Limits, sandbox: bool = True
 ) -> SimOutcome:
     """Co-simulate ``code`` against ``task.reference``; see the module docstring.
 
@@ -651,16 +627,7 @@ def run_cosim(
         ToolNotFound, SandboxError: Icarus or the sandbox is missing (infrastructure).
     """
     try:
-        golden = golden_trace(
-            task,
-            seeds=seeds,
-            comb_vectors=comb_vectors,
-            seq_cycles=seq_cycles,
-            reset_cycles=reset_cycles,
-            midrun_resets=midrun_resets,
-            limits=limits,
-            sandbox=sandbox,
-        )
+        golden = golden_trace(task, settings, limits=limits, sandbox=sandbox)
     except (GoldenError, InterfaceError) as exc:
         log.warning("golden of %s unusable: %s", task.id, exc)
         return SimOutcome(Status.INFRA_ERROR, log=f"golden design of task {task.id!r} unusable: {exc}")
@@ -809,13 +776,9 @@ def _split(
 def run_lint_and_cosim(
     task: Task,
     code: str,
+    settings: CosimSettings,
     *,
     lint_limits: Limits,
-    seeds: Sequence[int],
-    comb_vectors: int,
-    seq_cycles: int,
-    reset_cycles: int,
-    midrun_resets: int,
     limits: Limits,
     sandbox: bool = True,
 ) -> LintedOutcome:
@@ -832,21 +795,14 @@ def run_lint_and_cosim(
     Raises:
         ToolNotFound, SandboxError: a tool or the sandbox is missing (infrastructure).
     """
-    settings = {
-        "seeds": seeds,
-        "comb_vectors": comb_vectors,
-        "seq_cycles": seq_cycles,
-        "reset_cycles": reset_cycles,
-        "midrun_resets": midrun_resets,
-    }
     try:
-        golden = golden_trace(task, **settings, limits=limits, sandbox=sandbox)
+        golden = golden_trace(task, settings, limits=limits, sandbox=sandbox)
         job_limits = _combined_limits(lint_limits, candidate_limits(limits, golden.cpu_s))
     except (GoldenError, InterfaceError, ToolNotFound, SandboxError):
         job_limits = None  # the lint comes first, as in separate jobs
     if job_limits is None:
         checked = run_lint(code, task.top_module, limits=lint_limits, sandbox=sandbox)
-        outcome = run_cosim(task, code, **settings, limits=limits, sandbox=sandbox) if checked.ok else None
+        outcome = run_cosim(task, code, settings, limits=limits, sandbox=sandbox) if checked.ok else None
         return LintedOutcome(checked, outcome, 0.5 if checked.ok else 1.0)
     sim_limits = candidate_limits(limits, golden.cpu_s)
     names_nonce, secret, marker = new_nonce(), new_nonce(), new_nonce()
@@ -874,7 +830,7 @@ def run_lint_and_cosim(
     if not checked.ok:
         return LintedOutcome(checked, None)
     if sim_view is None:
-        return LintedOutcome(checked, run_cosim(task, code, **settings, limits=limits, sandbox=sandbox), 0.5)
+        return LintedOutcome(checked, run_cosim(task, code, settings, limits=limits, sandbox=sandbox), 0.5)
     compiled = not (sim_view.returncode == COMPILE_FAILED_RC and not sim_view.timed_out)
     run = SimRun(result=sim_view, compiled=compiled, outputs=sim_view.outputs)
     return LintedOutcome(checked, judge_run(golden, run, secret), share)

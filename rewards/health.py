@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rewards import cosim, lint, ppa, testbench
+from rewards.config import CosimSettings
 from rewards.interface import InterfaceError
 from rewards.metrics import Counter, Gauge
 from rewards.sandbox import Job, Limits, SandboxError, bwrap_binary, run_job
@@ -234,17 +235,8 @@ def _canary_steps(limits: CanaryLimits, sandbox: bool) -> Check:
         reference=f"// {secrets.token_hex(8)}\n{_CANARY_SOURCE}",
         meta={"clock": "clk", "reset": "rst"},
     )
-    outcome = cosim.run_cosim(
-        task,
-        _CANARY_SOURCE,
-        seeds=(1,),
-        comb_vectors=16,
-        seq_cycles=24,
-        reset_cycles=2,
-        midrun_resets=1,
-        limits=limits.sim,
-        sandbox=sandbox,
-    )
+    settings = CosimSettings(seeds=(1,), comb_vectors=16, seq_cycles=24, reset_cycles=2, midrun_resets=1)
+    outcome = cosim.run_cosim(task, _CANARY_SOURCE, settings, limits=limits.sim, sandbox=sandbox)
     if outcome.status is not Status.OK:
         return Check(
             False, f"canary co-simulation gave {outcome.status.value}: {_one_line(outcome.log[-300:])}"

@@ -241,16 +241,7 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
     linted = None
     if not task.testbench and mismatch is None and broken is None:
         linted = cosim.run_lint_and_cosim(
-            task,
-            code,
-            lint_limits=lint_limits,
-            seeds=tuple(config.seeds),
-            comb_vectors=config.comb_vectors,
-            seq_cycles=config.seq_cycles,
-            reset_cycles=config.reset_cycles,
-            midrun_resets=config.midrun_resets,
-            limits=sim_limits,
-            sandbox=config.sandbox,
+            task, code, config.cosim, lint_limits=lint_limits, limits=sim_limits, sandbox=config.sandbox
         )
         lint_result = linted.lint
     else:
@@ -316,15 +307,7 @@ def _function_level(task: Task, code: str, config: RewardConfig) -> SimOutcome:
     if task.testbench:
         return _testbench_level(task, code, config)
     return cosim.run_cosim(
-        task,
-        code,
-        seeds=tuple(config.seeds),
-        comb_vectors=config.comb_vectors,
-        seq_cycles=config.seq_cycles,
-        reset_cycles=config.reset_cycles,
-        midrun_resets=config.midrun_resets,
-        limits=limits_for(config, config.sim_cpu_s),
-        sandbox=config.sandbox,
+        task, code, config.cosim, limits=limits_for(config, config.sim_cpu_s), sandbox=config.sandbox
     )
 
 
@@ -340,17 +323,7 @@ def _testbench_level(task: Task, code: str, config: RewardConfig) -> SimOutcome:
     outcome = testbench.run_testbench(task, code, limits=sim_limits, sandbox=config.sandbox)
     if outcome.status is not Status.OK or not config.testbench_cosim:
         return outcome
-    check = cosim.run_cosim(
-        task,
-        code,
-        seeds=tuple(config.seeds),
-        comb_vectors=config.comb_vectors,
-        seq_cycles=config.seq_cycles,
-        reset_cycles=config.reset_cycles,
-        midrun_resets=config.midrun_resets,
-        limits=sim_limits,
-        sandbox=config.sandbox,
-    )
+    check = cosim.run_cosim(task, code, config.cosim, limits=sim_limits, sandbox=config.sandbox)
     if check.status in (Status.OK, Status.INFRA_ERROR):
         return outcome
     log_text = f"passes the task's test bench but not the co-simulation against the golden: {check.log}"

@@ -63,7 +63,7 @@ from rewards.cache import (
     candidate_fingerprint,
     tools_fingerprint,
 )
-from rewards.config import RewardConfig, jobs_count
+from rewards.config import RewardConfig, jobs_count, option
 from rewards.health import HEALTH
 from rewards.metrics import Counter, Gauge, Histogram, Registry
 from rewards.score import canary_for, default_jobs, score
@@ -78,19 +78,15 @@ DEFAULT_CACHE = Path(
 STAGES = ("format", "guard", "syntax", "function", "ppa")
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse naming
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass(frozen=True)
 class ServerConfig:
     """Limits of the HTTP service (the scoring itself is configured by :class:`RewardConfig`)."""
 
-    workers: int = _f(0, "scoring threads; 0 = one per available core")
-    queue_items: int = _f(16384, "most items admitted but not finished; a request past it gets 429")
-    max_items: int = _f(4096, "most items in one request (413 above)")
-    max_body_mb: float = _f(32.0, "largest request body in MiB (413 above)")
-    item_timeout_s: float = _f(
+    workers: int = option(0, "scoring threads; 0 = one per available core")
+    queue_items: int = option(16384, "most items admitted but not finished; a request past it gets 429")
+    max_items: int = option(4096, "most items in one request (413 above)")
+    max_body_mb: float = option(32.0, "largest request body in MiB (413 above)")
+    item_timeout_s: float = option(
         500.0,
         "an item not scored this long after admission is INFRA_ERROR; keep it below the clients' "
         "HTTP timeout (600 s by default) so they get an answer rather than a timeout",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from rewards.config import option
 from rollout.prompts import render_prompt
 
 log = logging.getLogger(__name__)
@@ -17,16 +18,15 @@ log = logging.getLogger(__name__)
 class SamplingConfig:
     """How completions are drawn. Defaults suit a CPU smoke run; real evals raise ``max_new_tokens``."""
 
-    n: int = field(default=1, metadata={"help": "completions per prompt"})
-    temperature: float = field(default=0.8, metadata={"help": "0 = greedy"})
-    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
-    max_new_tokens: int = field(default=1024, metadata={"help": "generated tokens per completion"})
-    batch_size: int = field(default=8, metadata={"help": "sequences per generate call (HF backend)"})
-    seed: int = field(default=0, metadata={"help": "sampling seed"})
-    style: str = field(default="chat", metadata={"help": "prompt style: plain | think | chat | raw"})
-    chat_template: bool | None = field(
-        default=None,
-        metadata={"help": "wrap prompts in the tokenizer's chat template (default: style == chat)"},
+    n: int = option(1, "completions per prompt")
+    temperature: float = option(0.8, "0 = greedy")
+    top_p: float = option(0.95, "nucleus sampling mass")
+    max_new_tokens: int = option(1024, "generated tokens per completion")
+    batch_size: int = option(8, "sequences per generate call (HF backend)")
+    seed: int = option(0, "sampling seed")
+    style: str = option("chat", "prompt style: plain | think | chat | raw")
+    chat_template: bool | None = option(
+        None, "wrap prompts in the tokenizer's chat template (default: style == chat)"
     )
 
     def __post_init__(self) -> None:

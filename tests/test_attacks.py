@@ -161,14 +161,7 @@ def tb_task() -> Task:
 def _function_level(task: Task, code: str, sandbox: bool = True):
     if task.testbench:
         return run_testbench(task, code, limits=LIMITS, sandbox=sandbox)
-    settings = dict(
-        seeds=tuple(CONFIG.seeds),
-        comb_vectors=CONFIG.comb_vectors,
-        seq_cycles=CONFIG.seq_cycles,
-        reset_cycles=CONFIG.reset_cycles,
-        midrun_resets=CONFIG.midrun_resets,
-    )
-    return run_cosim(task, code, limits=LIMITS, sandbox=sandbox, **settings)
+    return run_cosim(task, code, CONFIG.cosim, limits=LIMITS, sandbox=sandbox)
 
 
 def test_the_wrong_base_design_fails_and_the_right_one_passes(cosim_task, tb_task, tmp_path):

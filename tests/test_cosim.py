@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,13 +27,7 @@ from rewards.types import Port, Status, Task
 DATA = Path(__file__).parent / "data" / "sim"
 BENCHMARKS = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 CONFIG = RewardConfig()
-SETTINGS = dict(
-    seeds=tuple(CONFIG.seeds),
-    comb_vectors=CONFIG.comb_vectors,
-    seq_cycles=CONFIG.seq_cycles,
-    reset_cycles=CONFIG.reset_cycles,
-    midrun_resets=CONFIG.midrun_resets,
-)
+SETTINGS = CONFIG.cosim.as_dict()
 
 
 def fixture_task(name: str, **meta) -> Task:
@@ -46,8 +41,8 @@ def fixture_task(name: str, **meta) -> Task:
 
 
 def cosim_run(task: Task, code: str, **overrides):
-    settings = {**SETTINGS, **overrides}
-    return run_cosim(task, code, limits=limits_for(CONFIG, CONFIG.sim_cpu_s), sandbox=True, **settings)
+    settings = replace(CONFIG.cosim, **overrides)
+    return run_cosim(task, code, settings, limits=limits_for(CONFIG, CONFIG.sim_cpu_s), sandbox=True)
 
 
 def mutate(task: Task, old: str, new: str) -> str:
@@ -327,7 +322,7 @@ def test_golden_that_hangs_is_an_infra_error():
         ),
     )
     limits = limits_for(RewardConfig(sim_cpu_s=1.0), 1.0)
-    outcome = run_cosim(task, task.reference, limits=limits, sandbox=True, **SETTINGS)
+    outcome = run_cosim(task, task.reference, CONFIG.cosim, limits=limits, sandbox=True)
     assert outcome.status is Status.INFRA_ERROR and "golden simulation failed" in outcome.log
 
 

@@ -87,16 +87,7 @@ def _assert_fails(result, allowed=None) -> None:
 def _function_level(task: Task, code: str):
     if task.testbench:
         return run_testbench(task, code, limits=LIMITS)
-    return run_cosim(
-        task,
-        code,
-        seeds=tuple(CONFIG.seeds),
-        comb_vectors=CONFIG.comb_vectors,
-        seq_cycles=CONFIG.seq_cycles,
-        reset_cycles=CONFIG.reset_cycles,
-        midrun_resets=CONFIG.midrun_resets,
-        limits=LIMITS,
-    )
+    return run_cosim(task, code, CONFIG.cosim, limits=LIMITS)
 
 
 # --- preprocessor, system names, names: rejected before simulation --------------------------

@@ -5,7 +5,7 @@ Each entry script declares one dataclass that subclasses a TRL config (``GRPOCon
 
     @dataclass
     class DPOScriptConfig(ModelFields, TaskFields, DPOConfig):
-        beta_schedule: str = field(default="constant", metadata={"help": "..."})
+        beta_schedule: str = option("constant", "...")
 
     cfg = load_config(DPOScriptConfig, argv)          # argv like ["--config", "x.yaml", "--lr", "1e-5"]
     save_resolved_config(cfg, cfg.output_dir)        # writes <output_dir>/resolved_config.yaml
@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,7 +35,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainerCallback
 
-from rewards.config import ConfigError
+from rewards.config import ConfigError, option
 
 log = logging.getLogger(__name__)
 
@@ -51,62 +51,60 @@ _PER_CORE_FIELDS = ("reward_workers",)
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors TRL's metadata naming
-    if isinstance(default, list | dict):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class ModelFields:
     """Which policy to load and whether to train it fully or through a LoRA adapter."""
 
-    model_name_or_path: str = _f(
+    model_name_or_path: str = option(
         "tiny", "HF model id or local dir; 'tiny' = the embedded tiny policy (built and cached on first use)"
     )
-    tiny_cache_dir: str | None = _f(
+    tiny_cache_dir: str | None = option(
         None, "where the tiny policy is cached (default: $RTLFORGE_CACHE or ~/.cache/rtlforge)"
     )
-    model_dtype: str = _f(
+    model_dtype: str = option(
         "auto", "weights dtype: auto | float32 | bfloat16 | float16 (auto = bf16 on GPU, fp32 on CPU)"
     )
-    attn_implementation: str | None = _f(None, "e.g. flash_attention_2 or sdpa; None = transformers' default")
-    use_peft: bool = _f(False, "train a LoRA adapter (PEFT) instead of all weights")
-    lora_r: int = _f(16, "LoRA rank")
-    lora_alpha: int = _f(32, "LoRA alpha (scale = alpha / r)")
-    lora_dropout: float = _f(0.05, "LoRA dropout")
-    lora_target_modules: list[str] = _f(DEFAULT_LORA_TARGETS, "module names LoRA adapts")
+    attn_implementation: str | None = option(
+        None, "e.g. flash_attention_2 or sdpa; None = transformers' default"
+    )
+    use_peft: bool = option(False, "train a LoRA adapter (PEFT) instead of all weights")
+    lora_r: int = option(16, "LoRA rank")
+    lora_alpha: int = option(32, "LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = option(0.05, "LoRA dropout")
+    lora_target_modules: list[str] = option(DEFAULT_LORA_TARGETS, "module names LoRA adapts")
 
 
 @dataclass
 class TaskFields:
     """Which tasks to train (and evaluate) on and how prompts are written."""
 
-    train_tasks: str | None = _f(
+    train_tasks: str | None = option(
         None, "task JSONL/parquet for training; None = embedded corpus split 'train'"
     )
-    eval_tasks: str | None = _f(
+    eval_tasks: str | None = option(
         None, "held-out task file for pass@1; None = embedded corpus split 'test' (unseen instances)"
     )
-    eval_ood_tasks: str | None = _f(
+    eval_ood_tasks: str | None = option(
         None,
         "second held-out file, reported separately; None = the corpus split 'test_ood' (unseen widths and "
         "families) when eval_tasks is the corpus too, else none",
     )
-    max_train_tasks: int | None = _f(None, "use only the first N training tasks (None = all)")
-    prompt_style: str = _f("plain", "prompt style from rollout.prompts: plain | think | chat")
+    max_train_tasks: int | None = option(None, "use only the first N training tasks (None = all)")
+    prompt_style: str = option("plain", "prompt style from rollout.prompts: plain | think | chat")
 
 
 @dataclass
 class EvalFields:
     """Held-out functional pass@1 before and after training (statistics in ``train/heldout.py``)."""
 
-    eval_pass_at_1: bool = _f(
+    eval_pass_at_1: bool = option(
         True, "measure functional pass@1 on the held-out splits before and after training"
     )
-    eval_samples: int = _f(4, "samples per held-out task for pass@1 (mean pass rate over samples)")
-    eval_temperature: float = _f(1.0, "sampling temperature of the pass@1 measurement (0 = greedy)")
-    eval_max_tasks: int | None = _f(None, "use only the first N tasks of each held-out split (None = all)")
+    eval_samples: int = option(4, "samples per held-out task for pass@1 (mean pass rate over samples)")
+    eval_temperature: float = option(1.0, "sampling temperature of the pass@1 measurement (0 = greedy)")
+    eval_max_tasks: int | None = option(
+        None, "use only the first N tasks of each held-out split (None = all)"
+    )
 
 
 def _flag_names(cls: type) -> set[str]:
