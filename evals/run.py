@@ -1,6 +1,6 @@
 """An evaluation run: tasks → samples (drawn from a checkpoint or read from a file) → grades → pass@k.
 
-Grading goes through the reward core (:func:`rewards.score.score_batch`): each sample is extracted,
+Grading goes through the reward core (:func:`rewards.engine.score_batch`): each sample is extracted,
 guarded, linted, interface-checked and run against the benchmark's own test bench with the verdict
 decided by the harness, never by what the design prints. PPA is off while grading (speed); the
 PPA-vs-golden comparison is a separate step (:mod:`evals.ppa_compare`).
@@ -21,7 +21,7 @@ from evals.errata import erratum, name_erratum, split_task_id, weak_bench
 from evals.passk import DEFAULT_KS, ks_for, pass_at_k
 from evals.strict import BASIS_OFFICIAL, StrictVerdict, official_passed, strict_verdicts
 from rewards.config import RewardConfig
-from rewards.score import score_batch
+from rewards.engine import score_batch
 from rewards.types import RewardResult, Status, Task
 
 log = logging.getLogger(__name__)

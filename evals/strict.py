@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rewards.config import RewardConfig
-from rewards.score import score_batch
+from rewards.engine import score_batch
 from rewards.types import RewardResult, Status, Task
 
 BASIS_REFERENCE = "reference"

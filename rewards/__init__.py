@@ -1,6 +1,7 @@
 """rtlforge rewards: turn (task, completion) into a RewardResult with real EDA tools.
 
-Public entry points: :func:`rewards.score.score` / :func:`rewards.score.score_batch`,
+Public entry points: :func:`rewards.score.score` (one item), :func:`rewards.engine.score_batch`
+and :class:`rewards.engine.ScoringEngine` (batches),
 the records in :mod:`rewards.types`, and the config in :mod:`rewards.config`.
 """
 

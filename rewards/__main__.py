@@ -71,7 +71,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     todo = [(i, item) for i, item in enumerate(parsed) if isinstance(item, tuple)]
     from tqdm import tqdm
 
-    from rewards.score import score_batch
+    from rewards.engine import score_batch
 
     with tqdm(total=len(todo), desc="scoring", unit="item", file=sys.stderr, disable=args.quiet) as bar:
         scored = score_batch([item for _, item in todo], config, jobs=args.jobs, progress=bar.update)

@@ -29,8 +29,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rewards.config import RewardConfig
-from rewards.extract import extract_verilog
-from rewards.types import RewardResult, Status, Task
+from rewards.extract import Extraction
+from rewards.types import RewardResult, Status
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +59,17 @@ def normalise_layout(code: str) -> str:
     return "\n".join(out)
 
 
-def candidate_fingerprint(task: Task, completion: str, config: RewardConfig) -> str:
-    """What of ``completion`` the score depends on, as a short string (see the module docstring)."""
+def candidate_fingerprint(completion: str, config: RewardConfig, extraction: Extraction | None) -> str:
+    """What of ``completion`` the score depends on, as a short string (see the module docstring).
+
+    ``extraction`` is :func:`rewards.extract.extract_verilog` of the completion, done once by the caller
+    (:func:`rewards.engine.plan`); it is not looked at for completions rejected before extraction.
+    """
     if not completion.strip():
         return "empty"
     if len(completion) > config.max_completion_chars:
         return f"too-long:{len(completion)}"
-    extraction = extract_verilog(completion, task.top_module, header=task.interface)  # as rewards.score does
-    if extraction.code is None:
+    if extraction is None or extraction.code is None:
         return "raw:" + hashlib.sha256(completion.encode("utf-8", "surrogatepass")).hexdigest()
     return "code:" + normalise_layout(extraction.code)
 

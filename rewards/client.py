@@ -13,7 +13,7 @@ status (a SIM_TIMEOUT is the candidate's). Items still unanswered after the last
 ``INFRA_ERROR`` (reward ``None``), so an outage is counted, never read as wrong answers; a request the
 server refuses as malformed (other 4xx) raises :class:`RewardClientError`.
 
-With ``urls=None`` the same :class:`rewards.server.ScoringEngine` runs in this process (an in-memory
+With ``urls=None`` the same :class:`rewards.engine.ScoringEngine` runs in this process (an in-memory
 cache, no queue limit), so results are identical to a server's apart from ``cached``.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import socket
 import threading
@@ -159,7 +160,7 @@ class RewardClient:
     def _engine_for(self):
         with self._lock:
             if self._engine is None:
-                from rewards.server import ScoringEngine
+                from rewards.engine import ScoringEngine
 
                 self._engine = ScoringEngine(self.config or RewardConfig(), self.tasks, workers=self.workers)
             return self._engine
@@ -403,9 +404,30 @@ def _content_text(content: Any) -> str:
 
 
 class TRLReward:
-    """A TRL reward function over a :class:`RewardClient` (see :func:`make_trl_reward`)."""
+    """The TRL reward function: one ``client.score`` call per batch (see :func:`make_trl_reward`).
 
-    __name__ = "verilog_reward"
+    Called by TRL as ``f(prompts=..., completions=..., completion_ids=..., task_id=[...],
+    trainer_state=..., log_metric=..., log_extra=...)`` (dataset columns as keyword lists). Returns each
+    item's reward, ``None`` for INFRA_ERROR (TRL turns it into NaN and leaves the completion out of the
+    group baseline and the loss).
+
+    * Shaping: DAPO's soft overlong punishment (``overlong_buffer_len`` > 0 with
+      ``max_completion_length``): 0 up to ``max_completion_length - buffer`` tokens, then linear down
+      to ``-overlong_penalty``.
+    * ``shuffle_seed``: a control run's rewards — the same values, shuffled across the batch, so they
+      carry no information about the completions they are given to.
+    * Logging through ``log_metric``: the mean of every level, the fraction of every status, the pass
+      rate, the cache-hit fraction, the formal mix, the INFRA fraction; each completion's status through
+      ``log_extra``.
+    * Counting (the one INFRA counter): ``infra_total`` / ``scored_total`` across calls,
+      ``last_counts`` = (infra, items) of the latest call, ``last_rewards`` (NaN for INFRA) and
+      ``last_infra_log`` for a trainer's own checks. Once ``scored_total >= min_items``, a cumulative
+      INFRA rate above ``fail_on_infra_rate`` raises :class:`RewardInfraError` (``None`` leaves the
+      stop to the caller, e.g. a trainer that checks each batch). INVALID_INPUT items (unknown task
+      ids) raise ValueError.
+    """
+
+    __name__ = "verilog"
 
     def __init__(
         self,
@@ -414,18 +436,37 @@ class TRLReward:
         fail_on_infra_rate: float | None = 0.1,
         min_items: int = 64,
         metric_prefix: str = "verilog",
+        max_completion_length: int | None = None,
+        overlong_buffer_len: int = 0,
+        overlong_penalty: float = 1.0,
+        shuffle_seed: int | None = None,
     ) -> None:
+        if overlong_buffer_len and not max_completion_length:
+            raise ValueError("overlong_buffer_len needs max_completion_length (the generation limit)")
         self.client = client
         self.fail_on_infra_rate = fail_on_infra_rate
         self.min_items = min_items
         self.metric_prefix = metric_prefix
-        self.infra_count = 0
-        self.total = 0
-        self.last_results: list[RewardResult] = []
+        self.max_len = max_completion_length or 0
+        self.buffer = overlong_buffer_len
+        self.penalty = overlong_penalty
+        self.shuffle = None if shuffle_seed is None else random.Random(shuffle_seed)
+        self.infra_total = 0
+        self.scored_total = 0
+        self.last_counts = (0, 0)
+        self.last_rewards: list[float] = []
+        self.last_infra_log = ""
 
     @property
     def infra_rate(self) -> float:
-        return self.infra_count / self.total if self.total else 0.0
+        return self.infra_total / self.scored_total if self.scored_total else 0.0
+
+    def overlong(self, length: int) -> float:
+        """DAPO soft overlong punishment of a completion of ``length`` tokens (0 without a buffer)."""
+        if not self.buffer:
+            return 0.0
+        excess = length - (self.max_len - self.buffer)
+        return -self.penalty * min(1.0, excess / self.buffer) if excess > 0 else 0.0
 
     def __call__(
         self,
@@ -451,12 +492,26 @@ class TRLReward:
                 f"{len(invalid)} of {len(results)} reward items were invalid, e.g. {invalid[0].log}; "
                 "pass the training tasks to RewardClient(tasks=...) or to the server's --tasks"
             )
-        self.last_results = results
-        self.infra_count += sum(r.status is Status.INFRA_ERROR for r in results)
-        self.total += len(results)
-        self._log(results, kwargs.get("log_metric"), kwargs.get("log_extra"))
+        rewards: list[float | None] = [r.reward for r in results]
+        infra = sum(1 for r in rewards if r is None)
+        self.last_counts = (infra, len(rewards))
+        self.last_infra_log = next((r.log for r in results if r.reward is None), self.last_infra_log)
+        self.infra_total += infra
+        self.scored_total += len(rewards)
+        log_metric = kwargs.get("log_metric")
+        self._log(results, log_metric, kwargs.get("log_extra"))
+        if self.buffer and completion_ids is not None:
+            penalties = [self.overlong(len(ids)) for ids in completion_ids]
+            rewards = [None if r is None else r + p for r, p in zip(rewards, penalties, strict=True)]
+            if log_metric is not None:
+                log_metric("rewards/overlong_penalty", sum(penalties) / max(1, len(penalties)))
+        if self.shuffle is not None:
+            self.shuffle.shuffle(rewards)
+        self.last_rewards = [math.nan if r is None else float(r) for r in rewards]
+        if log_metric is not None:
+            log_metric("rewards/infra_error_frac", infra / max(1, len(rewards)))
         self._check_infra()
-        return [r.reward for r in results]
+        return rewards
 
     def _log(
         self, results: list[RewardResult], log_metric: Callable | None, log_extra: Callable | None
@@ -486,29 +541,18 @@ class TRLReward:
             log_metric(f"{self.metric_prefix}/formal/{verdict}", verdicts.count(verdict) / len(results))
 
     def _check_infra(self) -> None:
-        if self.fail_on_infra_rate is None or self.total < self.min_items:
+        if self.fail_on_infra_rate is None or self.scored_total < self.min_items:
             return
         if self.infra_rate > self.fail_on_infra_rate:
             raise RewardInfraError(
-                f"{self.infra_count} of {self.total} completions could not be scored (INFRA_ERROR rate "
-                f"{self.infra_rate:.1%} > fail_on_infra_rate={self.fail_on_infra_rate}); e.g. "
-                f"{next((r.log for r in self.last_results if r.reward is None), '')[:300]!r}. "
-                "Check the reward servers (/healthz) and the toolchain"
+                f"{self.infra_total} of {self.scored_total} completions could not be scored (INFRA_ERROR "
+                f"rate {self.infra_rate:.1%} > fail_on_infra_rate={self.fail_on_infra_rate}); e.g. "
+                f"{self.last_infra_log[:300]!r}. Check the reward servers (/healthz) and the toolchain"
             )
 
 
-def make_trl_reward(
-    client: RewardClient, *, fail_on_infra_rate: float | None = 0.1, min_items: int = 64
-) -> TRLReward:
-    """A reward function for ``GRPOTrainer(reward_funcs=[...])``.
-
-    Called by TRL as ``f(prompts=..., completions=..., completion_ids=..., task_id=[...], trainer_state=...,
-    log_metric=..., log_extra=...)`` (dataset columns as keyword lists): one ``client.score`` call per
-    batch; returns each item's reward, ``None`` for INFRA_ERROR (TRL turns it into NaN and leaves
-    the completion out of the group baseline). Logs the mean of every level, the fraction of every
-    status, the pass rate and the cache-hit fraction through ``log_metric``, and each completion's
-    status through ``log_extra``. ``.infra_count`` / ``.total`` count across calls; once ``total >=
-    min_items``, a cumulative INFRA rate above ``fail_on_infra_rate`` raises :class:`RewardInfraError`
-    (``None`` leaves the stop to the caller). INVALID_INPUT items (unknown task ids) raise ValueError.
-    """
-    return TRLReward(client, fail_on_infra_rate=fail_on_infra_rate, min_items=min_items)
+def make_trl_reward(client: RewardClient, **options: Any) -> TRLReward:
+    """A reward function for ``GRPOTrainer(reward_funcs=[...])``: :class:`TRLReward` over ``client``
+    (``options``: ``fail_on_infra_rate``, ``min_items``, ``max_completion_length``,
+    ``overlong_buffer_len``, ``overlong_penalty``, ``shuffle_seed``)."""
+    return TRLReward(client, **options)

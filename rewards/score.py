@@ -1,6 +1,6 @@
 """Score completions: format → guard → syntax/interface → function → PPA, each level gating the next.
 
-``score(task, completion, config)`` returns one :class:`RewardResult`; ``score_batch`` scores many
+``score(task, completion, config)`` returns one :class:`RewardResult`; :mod:`rewards.engine` scores many
 concurrently (tools are subprocesses, so threads suffice) and evaluates identical
 (task, code) pairs once. Infrastructure failures come back as ``INFRA_ERROR`` with ``reward=None``.
 
@@ -15,13 +15,12 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 
 from rewards import cosim, guard, health, interface, lint, ppa, testbench
-from rewards.cache import candidate_fingerprint, normalise_layout
+from rewards.cache import normalise_layout
 from rewards.config import RewardConfig
-from rewards.extract import extract_verilog
+from rewards.extract import Extraction, extract_verilog
 from rewards.formal import check_equivalence
 from rewards.sandbox import Limits, SandboxError
 from rewards.sim import SimOutcome
@@ -129,16 +128,32 @@ def _interface(task: Task, code: str) -> tuple[str | None, interface.InterfaceEr
         return None, exc
 
 
+def extract(task: Task, completion: str, config: RewardConfig) -> Extraction | None:
+    """The completion's Verilog as the scorer reads it, or ``None`` when it is rejected before
+    extraction (empty, longer than ``max_completion_chars``). Done once per item: the engine keys
+    the cache with it and hands it to :func:`score`."""
+    if not isinstance(completion, str) or not completion.strip():
+        return None
+    if len(completion) > config.max_completion_chars:
+        return None
+    return extract_verilog(completion, task.top_module, header=task.interface)
+
+
 def score(
-    task: Task, completion: str, config: RewardConfig | None = None, timings: dict[str, float] | None = None
+    task: Task,
+    completion: str,
+    config: RewardConfig | None = None,
+    timings: dict[str, float] | None = None,
+    extraction: Extraction | None = None,
 ) -> RewardResult:
     """Score one completion against ``task``. Never raises for candidate or tool failures.
 
     ``timings``, when given, receives seconds spent per stage (format, guard, syntax, function, ppa).
+    ``extraction`` is :func:`extract` of this completion when the caller already has it.
     """
     config = config or RewardConfig()
     try:
-        return _score(task, completion, config, _Stopwatch(timings))
+        return _score(task, completion, config, _Stopwatch(timings), extraction)
     except _INFRA_EXCEPTIONS as exc:
         log.warning("infrastructure failure scoring %s: %s", task.id, exc)
         if not isinstance(exc, interface.InterfaceError):  # that one is the task's, not the host's
@@ -207,7 +222,9 @@ def _attributed(
     )
 
 
-def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch) -> RewardResult:
+def _score(
+    task: Task, completion: str, config: RewardConfig, watch: _Stopwatch, extraction: Extraction | None
+) -> RewardResult:
     if not isinstance(completion, str) or not completion.strip():
         return _result(
             task, config, Status.FORMAT_ERROR, _levels(), "empty completion: the model produced no text"
@@ -222,7 +239,8 @@ def _score(task: Task, completion: str, config: RewardConfig, watch: _Stopwatch)
             f"{config.max_completion_chars}",
             reward=0.0,
         )
-    extraction = extract_verilog(completion, task.top_module, header=task.interface)
+    if extraction is None:
+        extraction = extract_verilog(completion, task.top_module, header=task.interface)
     watch.lap("format")
     if extraction.code is None:
         return _result(task, config, Status.FORMAT_ERROR, _levels(), extraction.error)
@@ -358,52 +376,6 @@ def _formal_level(task: Task, code: str, config: RewardConfig, metrics: dict) ->
     return _result(task, config, Status.SIM_MISMATCH, levels, found.log, metrics)
 
 
-def dedup_key(task: Task, completion: str, config: RewardConfig) -> str:
-    """Two items with the same key score identically: same task content, same candidate as scored."""
-    if not isinstance(completion, str):
-        return f"{task.content_hash()}\0invalid:{completion!r}"
-    return f"{task.content_hash()}\0{candidate_fingerprint(task, completion, config)}"
-
-
 def default_jobs() -> int:
     """Concurrent scoring jobs: one per core (the tools are single-threaded and CPU-bound)."""
     return max(1, len(os.sched_getaffinity(0)))
-
-
-def score_batch(
-    items: Sequence[tuple[Task, str]],
-    config: RewardConfig | None = None,
-    jobs: int | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> list[RewardResult]:
-    """Score ``(task, completion)`` pairs concurrently; results in input order.
-
-    Identical pairs (same task, same normalised code) are evaluated once; ``progress(n)`` is called
-    with the number of newly finished items.
-    """
-    config = config or RewardConfig()
-    keys = [dedup_key(task, completion, config) for task, completion in items]
-    first: dict[str, int] = {}
-    for index, key in enumerate(keys):
-        first.setdefault(key, index)
-    unique = sorted(first.values())
-    results: dict[int, RewardResult] = {}
-    with ThreadPoolExecutor(max_workers=jobs or default_jobs()) as pool:
-        futures = {pool.submit(score, *items[i], config): i for i in unique}
-        for future, index in futures.items():
-            results[index] = future.result()
-            if progress:
-                progress(sum(1 for k in keys if k == keys[index]))
-    out = []
-    for index, key in enumerate(keys):
-        result = results[first[key]]
-        if index != first[key]:
-            result = RewardResult.from_dict(result.to_dict())
-            result.task_id = items[index][0].id
-        out.append(result)
-    return out
-
-
-def iter_chunks(seq: Sequence, size: int) -> Iterable[Sequence]:
-    for start in range(0, len(seq), size):
-        yield seq[start : start + size]

@@ -28,7 +28,8 @@ How a batch is served:
   ``$RTLFORGE_REWARD_CACHE`` or ``~/.cache/rtlforge/reward-cache.sqlite``; ``none`` = in memory) before
   the reply, so a restarted server keeps it. INFRA_ERROR and INVALID_INPUT are never stored.
 
-:func:`start_background` runs the same server as a child process (tests, single-node training).
+:func:`rewards.background.start_background` runs the same server as a child process (tests,
+single-node training).
 """
 
 from __future__ import annotations
@@ -37,38 +38,24 @@ import argparse
 import asyncio
 import json
 import logging
-import math
 import os
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
-from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from rewards.cache import (
-    DEFAULT_MAX_ENTRIES,
-    ResultCache,
-    cache_key,
-    candidate_fingerprint,
-    tools_fingerprint,
-)
-from rewards.config import RewardConfig, jobs_count, option
-from rewards.health import HEALTH
-from rewards.metrics import Counter, Gauge, Histogram, Registry
-from rewards.score import canary_for, default_jobs, score
-from rewards.tools import ToolNotFound, liberty_path, tool_versions
-from rewards.types import LEVELS, RewardResult, Status, Task, TaskError
+from rewards.cache import DEFAULT_MAX_ENTRIES, ResultCache
+from rewards.config import jobs_count, option
+from rewards.engine import Batch, ScoringEngine
+from rewards.types import LEVELS, RewardResult, Status
 
 log = logging.getLogger(__name__)
 
@@ -99,305 +86,6 @@ class ServerConfig:
             )
         if self.item_timeout_s <= 0:
             raise ValueError(f"item_timeout_s={self.item_timeout_s} must be > 0, e.g. 500")
-
-
-def invalid_input(task_id: str, message: str) -> RewardResult:
-    """A record the caller got wrong: reward null like INFRA_ERROR, but the caller's to fix."""
-    return RewardResult(
-        task_id=task_id, status=Status.INVALID_INPUT, passed=False, reward=None, levels={}, log=message
-    )
-
-
-def _copy(result: RewardResult, task_id: str, cached: bool) -> RewardResult:
-    out = RewardResult.from_dict(result.to_dict())
-    out.task_id = task_id
-    out.cached = cached
-    return out
-
-
-# ------------------------------------------------------------------------------------- the engine
-@dataclass
-class Batch:
-    """One request's items after parsing, keying and cache lookup; ``todo`` is what is left to score."""
-
-    results: list[RewardResult | None]
-    task_ids: list[str]
-    slots: dict[str, list[int]] = field(default_factory=dict)  # key -> indices of the items with it
-    todo: dict[str, tuple[Task, str]] = field(default_factory=dict)
-
-    def fill(self, key: str, result: RewardResult, cached: bool = False) -> None:
-        """Give ``result`` to every item of this batch with ``key``."""
-        for index in self.slots.get(key, ()):
-            if self.results[index] is None:
-                self.results[index] = _copy(result, self.task_ids[index], cached)
-
-    def finish(self) -> list[RewardResult]:
-        missing = [i for i, r in enumerate(self.results) if r is None]
-        if missing:
-            raise RuntimeError(f"batch assembly left items {missing[:10]} without a result")
-        return list(self.results)  # type: ignore[arg-type]
-
-
-class ServerMetrics:
-    """The series /metrics exposes."""
-
-    def __init__(self, engine: ScoringEngine) -> None:
-        r = self.registry = Registry()
-        self.requests = r.add(
-            Counter("rtlforge_requests_total", "POST /score requests by HTTP code", ["code"])
-        )
-        self.items = r.add(Counter("rtlforge_items_total", "items answered, by status", ["status"]))
-        self.cache_hits = r.add(Counter("rtlforge_cache_hits_total", "items answered from the result cache"))
-        self.cache_misses = r.add(
-            Counter("rtlforge_cache_misses_total", "unique items not found in the cache")
-        )
-        self.deduplicated = r.add(
-            Counter(
-                "rtlforge_deduplicated_items_total", "items that shared another item's scoring (same key)"
-            )
-        )
-        self.cancelled = r.add(
-            Counter("rtlforge_cancelled_items_total", "queued items dropped on disconnect")
-        )
-        self.deadline = r.add(Counter("rtlforge_deadline_exceeded_total", "items past --item-timeout-s"))
-        self.formal = r.add(
-            Counter(
-                "rtlforge_formal_total",
-                "formal-level verdicts of items (proved, bounded, counterexample, unknown)",
-                ["verdict"],
-            )
-        )
-        self.stage = r.add(Histogram("rtlforge_stage_seconds", "seconds per scoring level", ["stage"]))
-        self.item = r.add(Histogram("rtlforge_item_seconds", "seconds to score one unique item", ["status"]))
-        self.request = r.add(Histogram("rtlforge_request_seconds", "seconds per POST /score"))
-        r.add(Gauge("rtlforge_queue_depth", "items admitted, not yet started", lambda: engine.queued))
-        r.add(Gauge("rtlforge_running_items", "items being scored now", lambda: engine.running))
-        r.add(Gauge("rtlforge_workers", "scoring threads", lambda: engine.workers))
-        r.add(Gauge("rtlforge_cache_hit_ratio", "cache hits / lookups since start", self._hit_ratio))
-        r.add(Gauge("rtlforge_cache_entries", "results stored in the cache", lambda: len(engine.cache)))
-        for series in (HEALTH.healthy_gauge, HEALTH.faults, HEALTH.canary_runs, HEALTH.golden_failures):
-            r.add(series)
-
-    def _hit_ratio(self) -> float:
-        hits, misses = self.cache_hits.value(), self.cache_misses.value()
-        return hits / (hits + misses) if hits + misses else 0.0
-
-
-class ScoringEngine:
-    """Parses items, keys them, answers from the cache and schedules the rest on a bounded thread pool.
-
-    Used by the HTTP server and, unchanged, by the client's in-process mode, so both give the same
-    results.
-    """
-
-    def __init__(
-        self,
-        config: RewardConfig,
-        tasks: Mapping[str, Task] | None = None,
-        *,
-        workers: int | None = None,
-        cache: ResultCache | None = None,
-        queue_items: int = 16384,
-    ) -> None:
-        self.config = config
-        self.config_hash = config.content_hash()
-        self.tasks = {task_id: (task, task.content_hash()) for task_id, task in (tasks or {}).items()}
-        self.workers = workers or default_jobs()
-        self.cache = cache if cache is not None else ResultCache(None)
-        self.queue_items = queue_items
-        self.versions = tool_versions()
-        self.liberty = _liberty_or_none()
-        self.tools_key = tools_fingerprint(self.versions, self.liberty)
-        self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="score")
-        self._lock = threading.Lock()
-        self._inflight: dict[str, tuple[Future, list[int]]] = {}  # key -> (future, [waiter count])
-        self.pending = 0
-        self.running = 0
-        self._mean_item_s = 1.0
-        self.metrics = ServerMetrics(self)
-
-    @property
-    def queued(self) -> int:
-        return max(0, self.pending - self.running)
-
-    # -------------------------------------------------------------------------- parsing and keying
-    def resolve(self, item: Any) -> tuple[Task, str, str] | RewardResult:
-        """(task, task hash, completion) for one wire item, or the INVALID_INPUT result saying why not."""
-        if not isinstance(item, dict):
-            return invalid_input(
-                "", f"expected an object with 'task' or 'task_id' and 'completion', got {type(item).__name__}"
-            )
-        task_id = item.get("task_id")
-        label = task_id if isinstance(task_id, str) else ""
-        if item.get("task") is not None:
-            resolved = self._inline_task(item["task"], task_id)
-        elif isinstance(task_id, str):
-            resolved = self.tasks.get(task_id) or invalid_input(
-                task_id,
-                f"unknown task id {task_id!r}; this server knows {len(self.tasks)} tasks "
-                "(its --tasks files). Send the full record as 'task' or start the server with it",
-            )
-        else:
-            resolved = invalid_input(label, "missing 'task' (a Task record) or 'task_id' (a string)")
-        if isinstance(resolved, RewardResult):
-            return resolved
-        task, task_hash = resolved
-        completion = item.get("completion")
-        if not isinstance(completion, str):
-            what = "missing" if completion is None else f"a {type(completion).__name__}, not a string"
-            return invalid_input(task.id, f"'completion' is {what}")
-        return task, task_hash, completion
-
-    def _inline_task(self, record: Any, task_id: Any) -> tuple[Task, str] | RewardResult:
-        try:
-            task = record if isinstance(record, Task) else Task.from_dict(record)
-        except TaskError as exc:
-            return invalid_input(task_id if isinstance(task_id, str) else "", f"bad task record: {exc}")
-        if isinstance(task_id, str) and task_id != task.id:
-            return invalid_input(task_id, f"task_id {task_id!r} differs from task.id {task.id!r}")
-        return task, task.content_hash()
-
-    def prepare(self, items: list[Any]) -> Batch:
-        """Parse and key every item and answer what the cache holds."""
-        batch = Batch(results=[None] * len(items), task_ids=[""] * len(items))
-        for index, item in enumerate(items):
-            resolved = self.resolve(item)
-            if isinstance(resolved, RewardResult):
-                batch.results[index] = resolved
-                batch.task_ids[index] = resolved.task_id
-                continue
-            task, task_hash, completion = resolved
-            try:
-                fingerprint = candidate_fingerprint(task, completion, self.config)
-            except Exception:  # noqa: BLE001 - scoring it will report the failure for this item only
-                log.exception("keying an item of task %s failed", task.id)
-                fingerprint = f"unkeyable:{len(completion)}:{hash(completion)}"
-            key = cache_key(task_hash, fingerprint, self.config_hash, self.tools_key)
-            batch.task_ids[index] = task.id
-            batch.slots.setdefault(key, []).append(index)
-            batch.todo.setdefault(key, (task, completion))
-        hits = self.cache.get_many(batch.todo)
-        for key, result in hits.items():
-            batch.fill(key, result, cached=True)
-            del batch.todo[key]
-        m = self.metrics
-        m.cache_hits.inc(sum(len(batch.slots[k]) for k in hits))
-        m.cache_misses.inc(len(batch.todo))
-        m.deduplicated.inc(sum(len(batch.slots[k]) - 1 for k in batch.todo))
-        return batch
-
-    # --------------------------------------------------------------------------------- scheduling
-    def admit(self, batch: Batch, force: bool = False) -> dict[str, Future] | None:
-        """Futures for every key of ``batch.todo`` (shared with requests already scoring it), or
-        ``None`` when the queue cannot take the new ones (unless ``force``)."""
-        with self._lock:
-            new = [k for k in batch.todo if k not in self._inflight]
-            if not force and self.pending and self.pending + len(new) > self.queue_items:
-                return None
-            futures = {}
-            for key in batch.todo:
-                if key not in self._inflight:
-                    future = self.pool.submit(self._score_one, key, *batch.todo[key])
-                    self._inflight[key] = (future, [0])
-                    self.pending += 1
-                    future.add_done_callback(lambda _f, k=key: self._done(k))
-                entry = self._inflight[key]
-                entry[1][0] += 1
-                futures[key] = entry[0]
-            return futures
-
-    def release(self, futures: Mapping[str, Future], cancel: bool = True) -> int:
-        """This request no longer waits on ``futures``; with ``cancel``, unstarted ones nobody else
-        waits on are dropped. Returns how many were dropped."""
-        dropped = []
-        with self._lock:
-            for key, future in futures.items():
-                entry = self._inflight.get(key)
-                if entry is None or entry[0] is not future:
-                    continue
-                entry[1][0] -= 1
-                if cancel and entry[1][0] <= 0 and not future.done():
-                    dropped.append(future)
-        cancelled = sum(1 for future in dropped if future.cancel())
-        self.metrics.cancelled.inc(cancelled)
-        return cancelled
-
-    def _done(self, key: str) -> None:
-        with self._lock:
-            self._inflight.pop(key, None)
-            self.pending -= 1
-
-    def retry_after_s(self) -> int:
-        """Seconds a rejected client should wait: the queue's drain time, 1–60."""
-        return int(min(60, max(1, math.ceil(self.pending * self._mean_item_s / self.workers))))
-
-    def _score_one(self, key: str, task: Task, completion: str) -> RewardResult:
-        with self._lock:
-            self.running += 1
-        timings: dict[str, float] = {}
-        start = time.perf_counter()
-        try:
-            result = score(task, completion, self.config, timings)
-        except Exception as exc:  # noqa: BLE001 - a scorer bug must cost one item, not the batch
-            log.error("scoring %s raised %s:\n%s", task.id, exc, traceback.format_exc())
-            result = RewardResult.infra_error(task.id, f"scorer raised {type(exc).__name__}: {exc}")
-        finally:
-            with self._lock:
-                self.running -= 1
-        elapsed = time.perf_counter() - start
-        self._mean_item_s = 0.9 * self._mean_item_s + 0.1 * elapsed
-        self.cache.put(key, result)
-        self.metrics.item.observe(elapsed, status=result.status.value)
-        for stage, seconds in timings.items():
-            self.metrics.stage.observe(seconds, stage=stage)
-        return result
-
-    # ---------------------------------------------------------------------------- whole batches
-    def score_items(self, items: list[Any]) -> list[RewardResult]:
-        """Score a batch in this process (no queue limit, no deadline): the client's in-process mode."""
-        batch = self.prepare(items)
-        futures = self.admit(batch, force=True) or {}
-        for key, future in futures.items():
-            batch.fill(key, future.result())
-        return self.account(batch.finish())
-
-    def account(self, results: list[RewardResult]) -> list[RewardResult]:
-        for result in results:
-            self.metrics.items.inc(status=result.status.value)
-            if verdict := result.metrics.get("formal"):
-                self.metrics.formal.inc(verdict=str(verdict).split(":")[0])
-        return results
-
-    def health(self) -> dict[str, Any]:
-        """The /healthz body; runs the environment canary when it is due (see :mod:`rewards.health`)."""
-        missing = sorted(name for name, version in self.versions.items() if version == "missing")
-        liberty_needed = self.config.ppa_enabled and self.config.w_ppa > 0
-        ok = not missing and (self.liberty is not None or not liberty_needed)
-        fit = HEALTH.check(canary_for(self.config))
-        return {
-            "status": "ok" if ok and fit else "degraded" if fit else "unhealthy",
-            "environment": HEALTH.state(),
-            "tools": self.versions,
-            "missing_tools": missing,
-            "liberty": self.liberty,
-            "tasks": len(self.tasks),
-            "workers": self.workers,
-            "queue_depth": self.queued,
-            "running": self.running,
-            "config_hash": self.config_hash,
-            "cache": self.cache.path,
-            "cache_entries": len(self.cache),
-        }
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _liberty_or_none() -> str | None:
-    try:
-        return liberty_path()
-    except ToolNotFound:
-        return None
 
 
 # ------------------------------------------------------------------------------------ HTTP layer
@@ -481,7 +169,7 @@ async def _await_batch(
             batch.fill(
                 key,
                 RewardResult.infra_error(
-                    batch.todo[key][0].id,
+                    batch.todo[key].task.id,
                     f"deadline exceeded: not scored within item_timeout_s="
                     f"{timeout_s:g} s of admission (queue depth {engine.queued}); the server is "
                     "overloaded or a tool hangs. Add workers or reward servers, or raise --item-timeout-s",
@@ -736,165 +424,5 @@ def _serve(app: FastAPI, sock: socket.socket, log_level: str) -> None:
 
 
 # -------------------------------------------------------------------------- background servers
-class ServerHandle:
-    """A reward server running as a child process: ``.url``, ``.stop()``, ``.kill()`` (SIGKILL)."""
-
-    def __init__(
-        self, process: subprocess.Popen, url: str, workdir: tempfile.TemporaryDirectory, log_path: Path
-    ) -> None:
-        self.process = process
-        self.url = url
-        self.pid = process.pid
-        self.log_path = log_path
-        self._workdir = workdir
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout_s``; idempotent."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._workdir.cleanup()
-
-    def kill(self) -> None:
-        """SIGKILL without any shutdown (what a crash looks like to clients)."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-    def __enter__(self) -> ServerHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def start_background(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    config: RewardConfig | str | Path | None = None,
-    tasks: Iterable[Task] | Mapping[str, Task] | None = None,
-    task_files: Iterable[str | Path] = (),
-    workers: int | None = None,
-    cache: str | Path | None = None,
-    startup_timeout_s: float = 120.0,
-    **limits: Any,
-) -> ServerHandle:
-    """Start ``python -m rewards.server`` as a child process and wait until it answers.
-
-    Args:
-        host, port: where to listen (``port=0``: a free port; the handle's ``url`` has the real one).
-        config: a RewardConfig, a YAML path, or None for defaults.
-        tasks: Task objects items may name by id (written to a private JSONL for the child);
-            ``task_files`` adds task files by path.
-        workers: scoring threads (None: one per core).
-        cache: SQLite path; None keeps the cache in the child's memory.
-        limits: other :class:`ServerConfig` fields (``queue_items``, ``max_items``, ``item_timeout_s`` ...).
-    Returns:
-        a :class:`ServerHandle`; the child also stops when this process exits.
-    Raises:
-        RuntimeError: the server exited or did not answer within ``startup_timeout_s`` (with its log).
-    """
-    workdir = tempfile.TemporaryDirectory(prefix="rtlforge-server-")
-    root = Path(workdir.name)
-    argv = [
-        sys.executable,
-        "-m",
-        "rewards.server",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--cache",
-        str(Path(cache).resolve()) if cache is not None else "none",
-        "--parent-pid",
-        str(os.getpid()),
-    ]
-    argv += ["--config", str(_config_file(config, root))] if config is not None else []
-    files = [str(Path(p).resolve()) for p in task_files]
-    if tasks is not None:
-        files.append(str(_tasks_file(tasks, root)))
-    argv += ["--tasks", *files] if files else []
-    argv += ["--workers", str(workers or 0)]
-    for name, value in limits.items():
-        if name not in ServerConfig.__dataclass_fields__:
-            raise TypeError(
-                f"start_background got unknown limit {name!r}; valid: "
-                f"{sorted(ServerConfig.__dataclass_fields__)}"
-            )
-        argv += [f"--{name.replace('_', '-')}", str(value)]
-    log_path = root / "server.log"
-    with log_path.open("wb") as sink:
-        process = subprocess.Popen(
-            argv, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=_child_env()
-        )
-    url = _wait_listening(process, log_path, startup_timeout_s)
-    log.info("reward server pid %d listening on %s", process.pid, url)
-    return ServerHandle(process, url, workdir, log_path)
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def _config_file(config: RewardConfig | str | Path, root: Path) -> Path:
-    if not isinstance(config, RewardConfig):
-        return Path(config).resolve()
-    path = root / "reward.json"  # JSON is YAML, and keeps floats exact
-    path.write_text(json.dumps(config.to_dict()))
-    return path
-
-
-def _tasks_file(tasks: Iterable[Task] | Mapping[str, Task], root: Path) -> Path:
-    path = root / "tasks.jsonl"
-    values = tasks.values() if isinstance(tasks, Mapping) else tasks
-    with path.open("w", encoding="utf-8") as handle:
-        for task in values:
-            handle.write(json.dumps(task.to_dict(), ensure_ascii=False) + "\n")
-    return path
-
-
-def _wait_listening(process: subprocess.Popen, log_path: Path, timeout_s: float) -> str:
-    """The URL the child printed, once it also answers /healthz."""
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    url = None
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"reward server exited with code {process.returncode} during startup:\n"
-                f"{log_path.read_text(errors='replace')[-4000:]}"
-            )
-        if url is None:
-            for line in log_path.read_text(errors="replace").splitlines():
-                if " listening on " in line:
-                    url = line.split(" listening on ")[1].split()[0]
-        if url is not None:
-            try:
-                httpx.get(url + "/healthz", timeout=5.0)
-                return url
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(
-        f"reward server did not answer within {timeout_s} s:\n{log_path.read_text(errors='replace')[-4000:]}"
-    )
-
-
 if __name__ == "__main__":
     sys.exit(main())

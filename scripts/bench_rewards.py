@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rewards import formal, sandbox, score  # noqa: E402
+from rewards import engine, formal, sandbox, score  # noqa: E402
 from rewards.config import jobs_count, load_reward_config  # noqa: E402
 from rewards.types import Task  # noqa: E402
 
@@ -214,7 +214,7 @@ def main() -> None:
     rates = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        score.score_batch(items, config, jobs=args.jobs)
+        engine.score_batch(items, config, jobs=args.jobs)
         rates.append(len(items) / (time.perf_counter() - start))
     print(
         f"batch:    {max(rates):7.1f} completions/s with --jobs {args.jobs} "

@@ -9,7 +9,7 @@ a reformatted golden, operator/constant mutants, syntax errors, a wrong interfac
 and a forbidden ``$finish`` — so duplicates inside a group are as common as in real GRPO groups.
 
 Prints, each on a fresh process (golden artefacts are computed cold in both):
-  * in-process: ``rewards.score.score_batch`` (the offline CLI's path) with ``--workers`` jobs;
+  * in-process: ``rewards.engine.score_batch`` (the offline CLI's path) with ``--workers`` jobs;
   * server, uncached: one client call of the whole batch to a fresh server with ``--workers`` workers,
     and its ratio to the in-process path;
   * server, cached: the same batch again ``--repeats`` times (items/s, p50/p95 batch latency), four
@@ -141,7 +141,7 @@ def workload(prompts: int, generations: int, seed: int) -> list[tuple[Task, str]
 
 # ---------------------------------------------------------------------------------- measurements
 def _in_process(items_json: str, workers: int, queue: multiprocessing.Queue) -> None:
-    from rewards.score import score_batch
+    from rewards.engine import score_batch
 
     items = [(Task.from_dict(t), c) for t, c in json.loads(items_json)]
     start = time.perf_counter()
@@ -210,16 +210,16 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from rewards.cache import candidate_fingerprint
+    from rewards.background import start_background
     from rewards.client import RewardClient
     from rewards.config import RewardConfig
+    from rewards.engine import extract_and_fingerprint
     from rewards.score import default_jobs
-    from rewards.server import start_background
 
     workers = args.workers or default_jobs()
     items = workload(args.prompts, args.generations, args.seed)
     config = RewardConfig()
-    unique = len({(t.id, candidate_fingerprint(t, c, config)) for t, c in items})
+    unique = len({(t.id, extract_and_fingerprint(t, c, config)[1]) for t, c in items})
     print(
         f"workload: {len(items)} items ({args.prompts} prompts x {args.generations}), {unique} distinct "
         f"(task, code) pairs -> duplicate rate {1 - unique / len(items):.0%}; workers={workers}"

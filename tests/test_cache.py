@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from rewards.cache import ResultCache, cache_key, candidate_fingerprint, normalise_layout, tools_fingerprint
+from rewards.cache import ResultCache, cache_key, normalise_layout, tools_fingerprint
 from rewards.config import RewardConfig
+from rewards.engine import ScoringEngine, extract_and_fingerprint
 from rewards.score import score
-from rewards.server import ScoringEngine
 from rewards.tasks import load_task_index
 from rewards.types import RewardResult, Status, Task
 
@@ -24,8 +24,12 @@ COMMENTED_OUT = "module TopModule(input a, input b, output y);\n  // and gate as
 CONFIG = RewardConfig()
 
 
+def _fingerprint(task: Task, completion: str, config: RewardConfig) -> str:
+    return extract_and_fingerprint(task, completion, config)[1]
+
+
 def _key(task: Task, completion: str, config: RewardConfig = CONFIG, tools: str = "t") -> str:
-    fingerprint = candidate_fingerprint(task, completion, config)
+    fingerprint = _fingerprint(task, completion, config)
     return cache_key(task.content_hash(), fingerprint, config.content_hash(), tools)
 
 
@@ -75,19 +79,17 @@ def test_key_changes_with_task_config_and_tools():
 def test_key_separates_completions_rejected_before_extraction():
     config = RewardConfig(max_completion_chars=len(GOLDEN) + 100)
     long_one = GOLDEN + "\n" + "x" * 200
-    assert candidate_fingerprint(AND2, long_one, config) == f"too-long:{len(long_one)}"
+    assert _fingerprint(AND2, long_one, config) == f"too-long:{len(long_one)}"
     assert _key(AND2, long_one, config) != _key(AND2, GOLDEN, config)
-    assert candidate_fingerprint(AND2, "  \n", config) == "empty"
-    assert candidate_fingerprint(AND2, "no code", config) != candidate_fingerprint(
-        AND2, "no code here", config
-    )
+    assert _fingerprint(AND2, "  \n", config) == "empty"
+    assert _fingerprint(AND2, "no code", config) != _fingerprint(AND2, "no code here", config)
 
 
 def test_key_follows_the_scorers_extraction_with_a_header():
     completion = "```verilog\n  assign y = a & b;\nendmodule\n```"  # a body for a code-completion prompt
     with_header = dataclasses.replace(AND2, interface="module TopModule(input a, input b, output y);")
-    assert candidate_fingerprint(AND2, completion, CONFIG).startswith("raw:")
-    assert candidate_fingerprint(with_header, completion, CONFIG) == "code:" + normalise_layout(
+    assert _fingerprint(AND2, completion, CONFIG).startswith("raw:")
+    assert _fingerprint(with_header, completion, CONFIG) == "code:" + normalise_layout(
         "module TopModule(input a, input b, output y);\nassign y = a & b;\nendmodule\n"
     )
 

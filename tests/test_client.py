@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rewards.background import start_background
 from rewards.client import RewardClient, RewardClientError, RewardInfraError, completion_text, make_trl_reward
 from rewards.config import RewardConfig
-from rewards.server import start_background
 from rewards.tasks import load_tasks
 from rewards.types import Status
 
@@ -188,12 +188,12 @@ def test_trl_reward_function(server):
             log_metric=logged.__setitem__,
             log_extra=extra.__setitem__,
         )
-    assert reward.__name__ == "verilog_reward"
+    assert reward.__name__ == "verilog"
     assert values[0] > 1.3 and values[0] == values[3] and 0 < values[1] < 0.8 and values[2] == 0.0
     assert logged["verilog/level/format"] == 0.75 and logged["verilog/status/OK"] == 0.5
     assert logged["verilog/pass_rate"] == 0.5 and "verilog/status/INFRA_ERROR" in logged
     assert extra["verilog_status"] == ["OK", "SIM_MISMATCH", "FORMAT_ERROR", "OK"]
-    assert (reward.infra_count, reward.total) == (0, 4)
+    assert (reward.infra_total, reward.scored_total) == (0, 4)
 
 
 def test_trl_reward_returns_none_for_infra_and_stops_past_the_rate():
@@ -203,7 +203,7 @@ def test_trl_reward_returns_none_for_infra_and_stops_past_the_rate():
         assert reward(**kwargs) == [None, None]  # below min_items: TRL masks them
         with pytest.raises(RewardInfraError, match="INFRA_ERROR rate 100.0%"):
             reward(**kwargs)
-    assert (reward.infra_count, reward.total) == (4, 4)
+    assert (reward.infra_total, reward.scored_total) == (4, 4)
 
 
 def test_trl_reward_needs_known_task_ids(server):

@@ -39,7 +39,7 @@ def policy(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server():
-    from rewards.server import start_background
+    from rewards.background import start_background
 
     handle = start_background("127.0.0.1", 0, tasks=load_tasks(TASKS), workers=2)
     yield handle

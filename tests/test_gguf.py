@@ -119,7 +119,7 @@ def smollm2() -> str:
 
 @pytest.fixture(scope="module")
 def server():
-    from rewards.server import start_background
+    from rewards.background import start_background
 
     handle = start_background("127.0.0.1", 0, tasks=load_tasks(TASKS), workers=2)
     yield handle

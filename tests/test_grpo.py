@@ -21,6 +21,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from rewards.client import RewardInfraError
 from rewards.tasks import TaskFileError, load_tasks, union_tasks
 from rewards.types import LEVELS
 from train import baseline, grpo, sft
@@ -56,7 +57,7 @@ def policy(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server():
-    from rewards.server import start_background
+    from rewards.background import start_background
 
     handle = start_background("127.0.0.1", 0, tasks=load_tasks(TASKS), workers=2)
     yield handle
@@ -242,12 +243,40 @@ def test_rollout_temperature_samples_sharper_while_the_loss_keeps_temperature(tm
         _script_config(tmp_path, "--rollout_temperature", "0")
 
 
+class _FixedScores:
+    """A reward client answering fixed rewards in order (None = INFRA_ERROR): the reward function's
+    shaping, shuffling and counting are under test here, not the scoring."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def score(self, items):
+        from rewards.types import RewardResult, Status
+
+        return [
+            RewardResult.infra_error("t", "down")
+            if v is None
+            else RewardResult("t", Status.SIM_MISMATCH, False, v)
+            for v in self.values[: len(items)]
+        ]
+
+
+def _fixed_reward(values, **options):
+    from rewards.client import TRLReward
+
+    return TRLReward(_FixedScores(values), fail_on_infra_rate=None, max_completion_length=100, **options)
+
+
+def _call(reward, n, **kwargs):
+    return reward(["p"] * n, ["c"] * n, task_id=["t"] * n, **kwargs)
+
+
 def test_shuffled_rewards_keep_the_values_and_lose_the_link_to_the_completions():
     values = [0.1, 0.2, None, 1.5, 0.6, 0.1, 1.2, 0.0]
-    plain = grpo.VerilogReward(lambda *a, **k: list(values), max_completion_length=100)
-    control = grpo.VerilogReward(lambda *a, **k: list(values), max_completion_length=100, shuffle_seed=0)
-    assert plain(["p"] * 8, ["c"] * 8) == values
-    got = [control(["p"] * 8, ["c"] * 8) for _ in range(3)]
+    plain = _fixed_reward(values)
+    control = _fixed_reward(values, shuffle_seed=0)
+    assert _call(plain, 8) == values
+    got = [_call(control, 8) for _ in range(3)]
     key = lambda r: (r is None, r)  # noqa: E731
     assert all(sorted(g, key=key) == sorted(values, key=key) for g in got)
     assert any(g != values for g in got)
@@ -256,17 +285,15 @@ def test_shuffled_rewards_keep_the_values_and_lose_the_link_to_the_completions()
 
 
 def test_overlong_shaping_is_linear_in_the_buffer():
-    reward = grpo.VerilogReward(
-        lambda *a, **k: [1.0, 1.0, None, 1.0], max_completion_length=100, overlong_buffer_len=20
-    )
-    got = reward(["p"] * 4, ["c"] * 4, completion_ids=[[0] * 80, [0] * 90, [0] * 100, [0] * 100])
+    reward = _fixed_reward([1.0, 1.0, None, 1.0], overlong_buffer_len=20)
+    got = _call(reward, 4, completion_ids=[[0] * 80, [0] * 90, [0] * 100, [0] * 100])
     assert got == [1.0, 0.5, None, 0.0]
     assert reward.last_counts == (1, 4)
 
 
 def test_reward_server_down_stops_the_run(policy, tmp_path):
     url = f"http://127.0.0.1:{_free_port()}"
-    with pytest.raises(grpo.InfraErrorRateExceeded, match=r"INFRA_ERROR\) for 16 of 16 completions"):
+    with pytest.raises(RewardInfraError, match=r"INFRA_ERROR\) for 16 of 16 completions"):
         grpo.main(_args(policy, tmp_path / "down", url, "--reward_retries", "0", "--reward_timeout_s", "5"))
     assert not (tmp_path / "down" / "model.safetensors").exists()
 

@@ -420,7 +420,7 @@ def test_idiomatic_designs_still_pass(counter_task, cosim_task, tb_task):
 
 
 def test_batch_dedup_does_not_share_a_pass_with_a_commented_out_variant(cosim_task):
-    from rewards.score import score_batch
+    from rewards.engine import score_batch
 
     good = LEGIT_BITWISE.replace("  assign o_and", "  // and\n  assign o_and")
     bad = good.replace("// and\n", "// and ")

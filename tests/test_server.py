@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rewards.background import start_background
 from rewards.client import RewardClient
 from rewards.config import load_reward_config
 from rewards.score import score
-from rewards.server import start_background
 from rewards.tasks import load_task_index
 from rewards.types import Status, Task
 

@@ -28,7 +28,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rewards.config import load_reward_config  # noqa: E402
-from rewards.score import score_batch  # noqa: E402
+from rewards.engine import score_batch  # noqa: E402
 from train.common import SUMMARY_NAME, held_out_splits, resolve_tasks  # noqa: E402
 from train.heldout import HeldOutResult, measure, paired_gain  # noqa: E402
 

@@ -69,10 +69,10 @@ from train.config import (
     JsonlMetrics,
     ModelFields,
     TaskFields,
-    _f,
     cpu_training_defaults,
     load_config,
     lora_config,
+    option,
     save_resolved_config,
 )
 from train.pairs import DEFAULT_RULES, PREFER, check_rules
@@ -87,27 +87,31 @@ ROUND_DONE = "round.json"
 class DPOScriptConfig(ModelFields, TaskFields, EvalFields, DPOConfig):
     """TRL's DPOConfig plus model/LoRA/task fields, pair building, rounds and pass@1 measurement."""
 
-    pairs_file: str | None = _f(
+    pairs_file: str | None = option(
         None,
         "pairs JSONL/parquet/HF dir from `python -m train.pairs`; None = sample and pair from the policy",
     )
-    rounds: int = _f(1, "iterative DPO rounds (sample -> pair -> DPO); later rounds always sample")
-    num_samples: int = _f(8, "completions sampled per training task when building pairs")
-    sample_temperature: float = _f(1.0, "sampling temperature for pair building")
-    sample_top_p: float = _f(1.0, "nucleus mass for pair building and pass@1")
-    sample_max_new_tokens: int = _f(320, "tokens generated per completion (pair building and pass@1)")
-    sample_batch_size: int = _f(64, "sequences per HF generate call")
-    sampling_backend: str = _f("auto", "auto | hf | vllm (auto = vLLM when installed with a GPU)")
-    pair_rules: list[str] = _f(list(DEFAULT_RULES), "pairing rules in priority order (train/pairs.py)")
-    max_pairs_per_prompt: int = _f(4, "pairs kept per prompt at most")
-    ppa_margin: float = _f(0.02, "smallest PPA-level gap between two passes that makes a pair")
-    fail_margin: float = _f(0.1, "smallest progress gap between two failures (0.1 = 10%% more vectors)")
-    pair_prefer: str = _f("widest", "widest | narrowest: which margins fill the per-prompt cap first")
-    reward_urls: list[str] | None = _f(None, "reward server URLs; None = score in-process (same results)")
-    reward_config: str | None = _f(None, "reward config YAML (configs/reward/); None = RewardConfig defaults")
-    reward_timeout_s: float = _f(600.0, "HTTP timeout of one reward request")
-    reward_retries: int = _f(2, "retries of a failed reward request before its items count as INFRA_ERROR")
-    sft_warm_start_steps: int = _f(
+    rounds: int = option(1, "iterative DPO rounds (sample -> pair -> DPO); later rounds always sample")
+    num_samples: int = option(8, "completions sampled per training task when building pairs")
+    sample_temperature: float = option(1.0, "sampling temperature for pair building")
+    sample_top_p: float = option(1.0, "nucleus mass for pair building and pass@1")
+    sample_max_new_tokens: int = option(320, "tokens generated per completion (pair building and pass@1)")
+    sample_batch_size: int = option(64, "sequences per HF generate call")
+    sampling_backend: str = option("auto", "auto | hf | vllm (auto = vLLM when installed with a GPU)")
+    pair_rules: list[str] = option(list(DEFAULT_RULES), "pairing rules in priority order (train/pairs.py)")
+    max_pairs_per_prompt: int = option(4, "pairs kept per prompt at most")
+    ppa_margin: float = option(0.02, "smallest PPA-level gap between two passes that makes a pair")
+    fail_margin: float = option(0.1, "smallest progress gap between two failures (0.1 = 10%% more vectors)")
+    pair_prefer: str = option("widest", "widest | narrowest: which margins fill the per-prompt cap first")
+    reward_urls: list[str] | None = option(None, "reward server URLs; None = score in-process (same results)")
+    reward_config: str | None = option(
+        None, "reward config YAML (configs/reward/); None = RewardConfig defaults"
+    )
+    reward_timeout_s: float = option(600.0, "HTTP timeout of one reward request")
+    reward_retries: int = option(
+        2, "retries of a failed reward request before its items count as INFRA_ERROR"
+    )
+    sft_warm_start_steps: int = option(
         400,
         "SFT steps of the tiny policy's warm start (model_name_or_path: tiny; the GRPO demo's, so both share it)",
     )

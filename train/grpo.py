@@ -29,7 +29,7 @@ Rewards: every completion is scored by the reward server (format → syntax → 
 each step's completions, rewards and statuses go to ``<output_dir>/completions/`` and a wandb table.
 An ``INFRA_ERROR`` (tool or server failure) has no reward: the completion is masked out of the group
 baseline and the loss, counted, and a generation batch with more than ``fail_on_infra_rate`` of them
-stops the run with :class:`InfraErrorRateExceeded`.
+stops the run with :class:`rewards.client.RewardInfraError`.
 
 DAPO (Yu et al., 2025) options, all TRL fields except ``dynamic_sampling`` and ``overlong_*``:
 
@@ -63,7 +63,6 @@ import contextlib
 import json
 import logging
 import math
-import random
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -77,6 +76,7 @@ if __package__ in (None, ""):  # run as `python train/grpo.py` / `accelerate lau
 import torch
 from trl import GRPOConfig, GRPOTrainer
 
+from rewards.client import RewardInfraError, TRLReward
 from rewards.config import ConfigError, load_reward_config
 from rewards.tasks import union_tasks
 from rewards.types import Task
@@ -98,10 +98,10 @@ from train.config import (
     JsonlMetrics,
     ModelFields,
     TaskFields,
-    _f,
     cpu_training_defaults,
     load_config,
     lora_config,
+    option,
     save_resolved_config,
 )
 from train.sft import warm_start_policy
@@ -109,44 +109,46 @@ from train.sft import warm_start_policy
 log = logging.getLogger(__name__)
 
 
-class InfraErrorRateExceeded(RuntimeError):
-    """Too many completions could not be scored (tool or reward-server failure): training would learn noise."""
-
-
 @dataclass
 class GRPOScriptConfig(ModelFields, TaskFields, EvalFields, GRPOConfig):
     """TRL's GRPOConfig plus model/LoRA/task fields and the project's reward and DAPO fields."""
 
-    reward_urls: list[str] | None = _f(None, "reward server URLs; None = start one in-process on loopback")
-    reward_config: str | None = _f(None, "reward config YAML (configs/reward/); None = RewardConfig defaults")
-    reward_workers: int = _f(0, "scoring workers of the auto-started reward server (0 = one per core)")
-    reward_timeout_s: float = _f(600.0, "HTTP timeout of one reward request")
-    reward_retries: int = _f(2, "retries of a failed reward request before its items count as INFRA_ERROR")
-    fail_on_infra_rate: float = _f(
+    reward_urls: list[str] | None = option(
+        None, "reward server URLs; None = start one in-process on loopback"
+    )
+    reward_config: str | None = option(
+        None, "reward config YAML (configs/reward/); None = RewardConfig defaults"
+    )
+    reward_workers: int = option(0, "scoring workers of the auto-started reward server (0 = one per core)")
+    reward_timeout_s: float = option(600.0, "HTTP timeout of one reward request")
+    reward_retries: int = option(
+        2, "retries of a failed reward request before its items count as INFRA_ERROR"
+    )
+    fail_on_infra_rate: float = option(
         0.1, "stop when more than this fraction of a generation batch is INFRA_ERROR (1.0 = never stop)"
     )
-    dynamic_sampling: bool = _f(True, "drop groups whose rewards are all equal from the loss (DAPO)")
-    negative_advantage_weight: float = _f(
+    dynamic_sampling: bool = option(True, "drop groups whose rewards are all equal from the loss (DAPO)")
+    negative_advantage_weight: float = option(
         1.0,
         "scale of below-group-mean advantages (1 = plain GRPO, 0 = reinforce only the better completions; "
         "see Zhu et al. 2025 on positive vs negative sample reinforcement)",
     )
-    shuffle_rewards: bool = _f(
+    shuffle_rewards: bool = option(
         False,
         "control run: permute each batch's rewards across its completions (same distribution, no link to "
         "what was written). A run that gains as much with it on is not learning from the reward",
     )
-    rollout_temperature: float | None = _f(
+    rollout_temperature: float | None = option(
         None,
         "sampling temperature of the rollouts when it should differ from `temperature` (which the loss's "
         "log-probabilities use); None = sample at `temperature`. Below 1 the rollouts are off-policy: "
         "sharper samples of the same policy, reinforced by their group advantages (see docs/learning.md)",
     )
-    overlong_buffer_len: int = _f(
+    overlong_buffer_len: int = option(
         0, "soft overlong punishment window in tokens before max_completion_length (0 = off)"
     )
-    overlong_penalty: float = _f(1.0, "largest overlong punishment (reached at max_completion_length)")
-    sft_warm_start_steps: int = _f(
+    overlong_penalty: float = option(1.0, "largest overlong punishment (reached at max_completion_length)")
+    sft_warm_start_steps: int = option(
         400, "SFT steps of the tiny policy's warm start (model_name_or_path: tiny)"
     )
 
@@ -202,64 +204,6 @@ def script_defaults() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------- rewards
-class VerilogReward:
-    """TRL reward function: scores a batch through the reward client, adds overlong shaping, counts INFRA.
-
-    Returns ``None`` for INFRA_ERROR items (TRL masks them); ``last_counts`` holds (infra, total) of the
-    latest call for the trainer's stop check.
-    """
-
-    __name__ = "verilog"
-
-    def __init__(
-        self,
-        trl_reward,
-        *,
-        max_completion_length: int,
-        overlong_buffer_len: int = 0,
-        overlong_penalty: float = 1.0,
-        shuffle_seed: int | None = None,
-    ) -> None:
-        self.trl_reward = trl_reward
-        self.shuffle = None if shuffle_seed is None else random.Random(shuffle_seed)
-        self.max_len = max_completion_length
-        self.buffer = overlong_buffer_len
-        self.penalty = overlong_penalty
-        self.last_counts = (0, 0)
-        self.last_rewards: list[float] = []  # of this process' latest batch, NaN for INFRA_ERROR
-        self.last_infra_log = ""
-        self.infra_total = 0
-        self.scored_total = 0
-
-    def overlong(self, length: int) -> float:
-        """DAPO soft overlong punishment: 0 up to max_len - buffer, then linear down to -penalty."""
-        if not self.buffer:
-            return 0.0
-        excess = length - (self.max_len - self.buffer)
-        return -self.penalty * min(1.0, excess / self.buffer) if excess > 0 else 0.0
-
-    def __call__(self, prompts, completions, completion_ids=None, **kwargs) -> list[float | None]:
-        rewards = self.trl_reward(prompts, completions, completion_ids=completion_ids, **kwargs)
-        infra = sum(1 for r in rewards if r is None)
-        self.last_counts = (infra, len(rewards))
-        results = getattr(self.trl_reward, "last_results", None) or []
-        self.last_infra_log = next((r.log for r in results if r.reward is None), self.last_infra_log)
-        self.infra_total += infra
-        self.scored_total += len(rewards)
-        if self.buffer and completion_ids is not None:
-            penalties = [self.overlong(len(ids)) for ids in completion_ids]
-            rewards = [None if r is None else r + p for r, p in zip(rewards, penalties, strict=True)]
-            if "log_metric" in kwargs:
-                kwargs["log_metric"]("rewards/overlong_penalty", sum(penalties) / max(1, len(penalties)))
-        if self.shuffle is not None:  # control run: same rewards, no link to the completions
-            rewards = list(rewards)
-            self.shuffle.shuffle(rewards)
-        self.last_rewards = [math.nan if r is None else float(r) for r in rewards]
-        if "log_metric" in kwargs:
-            kwargs["log_metric"]("rewards/infra_error_frac", infra / max(1, len(rewards)))
-        return rewards
-
-
 @contextlib.contextmanager
 def reward_service(cfg: GRPOScriptConfig, tasks: Sequence[Task]) -> Iterator[list[str]]:
     """Yield reward server URLs: ``cfg.reward_urls``, or one server started on loopback by the main process."""
@@ -272,7 +216,7 @@ def reward_service(cfg: GRPOScriptConfig, tasks: Sequence[Task]) -> Iterator[lis
     state = PartialState()
     handle, url = None, [None]
     if state.is_main_process:
-        from rewards.server import start_background
+        from rewards.background import start_background
 
         handle = start_background(
             "127.0.0.1",
@@ -309,12 +253,11 @@ def make_client(urls: list[str], tasks: Sequence[Task], cfg: GRPOScriptConfig):
     )
 
 
-def make_reward(client, cfg: GRPOScriptConfig) -> VerilogReward:
-    """The reward function handed to GRPOTrainer (the stop check on INFRA is the trainer's)."""
-    from rewards.client import make_trl_reward
-
-    return VerilogReward(
-        make_trl_reward(client, fail_on_infra_rate=None),
+def make_reward(client, cfg: GRPOScriptConfig) -> TRLReward:
+    """The reward function handed to GRPOTrainer (the stop check on INFRA is the trainer's, per batch)."""
+    return TRLReward(
+        client,
+        fail_on_infra_rate=None,
         max_completion_length=cfg.max_completion_length,
         overlong_buffer_len=cfg.overlong_buffer_len,
         overlong_penalty=cfg.overlong_penalty,
@@ -329,7 +272,7 @@ class RTLGRPOTrainer(GRPOTrainer):
     def __init__(
         self,
         *args,
-        verilog_reward: VerilogReward,
+        verilog_reward: TRLReward,
         dynamic_sampling: bool,
         fail_on_infra_rate: float,
         negative_advantage_weight: float = 1.0,
@@ -357,7 +300,7 @@ class RTLGRPOTrainer(GRPOTrainer):
         counts = self.accelerator.gather(torch.tensor([[infra, total]], device=self.accelerator.device))
         infra, total = (int(v) for v in counts.sum(dim=0).tolist())
         if total and infra / total > self.fail_on_infra_rate:
-            raise InfraErrorRateExceeded(
+            raise RewardInfraError(
                 f"reward scoring failed (INFRA_ERROR) for {infra} of {total} completions at step "
                 f"{self.state.global_step} ({infra / total:.0%} > fail_on_infra_rate={self.fail_on_infra_rate:.0%}): "
                 f"the reward server or an EDA tool is broken, so these completions have no reward (e.g. "

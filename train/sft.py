@@ -37,10 +37,10 @@ from train.config import (
     JsonlMetrics,
     ModelFields,
     TaskFields,
-    _f,
     cpu_training_defaults,
     load_config,
     lora_config,
+    option,
     save_resolved_config,
 )
 from train.tiny import answer_text, build_or_reuse, cache_root, ensure_tiny_policy, fingerprint
@@ -55,10 +55,12 @@ TINY_RECIPE_VERSION = 3
 class SFTScriptConfig(ModelFields, TaskFields, SFTConfig):
     """TRL's SFTConfig plus model/LoRA/task fields (see ``train/config.py``)."""
 
-    data_files: list[str] = _f(
+    data_files: list[str] = option(
         [], "extra instruction data: JSONL/parquet files with messages | prompt+completion | text"
     )
-    use_tasks: bool = _f(True, "train on task (spec → golden) pairs; turn off to train only on data_files")
+    use_tasks: bool = option(
+        True, "train on task (spec → golden) pairs; turn off to train only on data_files"
+    )
 
 
 def script_defaults() -> dict:

@@ -69,7 +69,7 @@ def task_mutants(task: Task, count: int) -> list[Mutant]:
 
 
 def _default_scorer(items, config, jobs):
-    from rewards.score import score_batch
+    from rewards.engine import score_batch
 
     return score_batch(items, config, jobs=jobs)
 
