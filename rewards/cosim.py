@@ -401,8 +401,20 @@ class TraceError(ValueError):
     """A trace file is missing, forged, truncated or malformed."""
 
 
-def harness_source(plan: StimulusPlan, top: str, names_nonce: str, secret: str) -> str:
-    """The Verilog harness driving ``top`` from ``stim.hex`` and writing ``trace_<secret>.txt``."""
+def harness_source(
+    plan: StimulusPlan,
+    top: str,
+    names_nonce: str,
+    secret: str,
+    *,
+    stim_file: str = _STIM_FILE,
+    last: bool = True,
+) -> str:
+    """The Verilog harness driving ``top`` from ``stim_file`` and writing ``trace_<secret>.txt``.
+
+    ``last=False`` (a harness among others in one simulation, :mod:`rewards.batch`): instead of
+    ending the simulation it sets its ``rtlf_done`` flag when its trace is closed.
+    """
     n = len(plan.vectors)
     width = max(1, plan.stim_width)
     lines = [
@@ -420,6 +432,8 @@ def harness_source(plan: StimulusPlan, top: str, names_nonce: str, secret: str) 
     conns += [f".{p.name}(rtlf_i_{p.name})" for p in plan.data_inputs]
     conns += [f".{p.name}(rtlf_o_{p.name})" for p in plan.outputs]
     lines.append(f"  {top} rtlf_dut ({', '.join(conns)});")
+    if not last:
+        lines.append("  reg rtlf_done = 1'b0;")
     lines.append("  integer rtlf_fd, rtlf_k;")
     outs = ", ".join(f"rtlf_o_{p.name}" for p in plan.outputs)
     fmt = " ".join("%b" for _ in plan.outputs)
@@ -428,7 +442,7 @@ def harness_source(plan: StimulusPlan, top: str, names_nonce: str, secret: str) 
         drive = "{" + ", ".join(f"rtlf_i_{p.name}" for p in plan.data_inputs) + "} = rtlf_stim[rtlf_k];"
     lines += [
         "  initial begin",
-        f'    $readmemh("{_STIM_FILE}", rtlf_stim);',
+        f'    $readmemh("{stim_file}", rtlf_stim);',
         f'    rtlf_fd = $fopen("trace_{secret}.txt", "w");',
         f'    $fdisplay(rtlf_fd, "H {secret}");',
     ]
@@ -454,7 +468,7 @@ def harness_source(plan: StimulusPlan, top: str, names_nonce: str, secret: str) 
     lines += [
         f'    $fdisplay(rtlf_fd, "E {secret} %0d", {n});',
         "    $fclose(rtlf_fd);",
-        "    $finish;",
+        "    $finish;" if last else "    rtlf_done = 1'b1;",
         "  end",
         "endmodule",
         "",

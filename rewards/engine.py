@@ -9,8 +9,11 @@ The HTTP server (:mod:`rewards.server`), the client's in-process mode, the offli
    depends on into the cache key (task content, reward config, tool versions, candidate as scored).
 2. **Deduplicate**: items with one key are scored once, within a batch and across requests in flight.
 3. **Answer from the cache** what it holds (``cached: true``).
-4. **Schedule** the rest on a bounded thread pool; each worker runs :func:`rewards.score.score` with the
-   plan's extraction (the tools are sandboxed subprocesses, so threads do not hold each other up).
+4. **Schedule** the rest on a bounded thread pool (the tools are sandboxed subprocesses, so threads
+   do not hold each other up). Candidates that can share tool processes go in batches of up to
+   ``batch_size``, spread evenly over the workers: :func:`rewards.score.score_many` lints and
+   co-simulates each batch in one Verilator and one Icarus run (:mod:`rewards.batch`); every other
+   item runs :func:`rewards.score.score` on its own. Either way each item uses its plan's extraction.
 
 A scorer bug costs its item (INFRA_ERROR), never the batch.
 """
@@ -27,13 +30,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewards.batch import MAX_BATCH, batchable
 from rewards.cache import ResultCache, cache_key, candidate_fingerprint, tools_fingerprint
 from rewards.config import RewardConfig
 from rewards.extract import Extraction
 from rewards.health import HEALTH
 from rewards.metrics import Counter, Gauge, Histogram, Registry
-from rewards.score import canary_for, default_jobs, extract, score
-from rewards.tools import ToolNotFound, liberty_path, tool_versions
+from rewards.score import cached_tool_versions, canary_for, default_jobs, extract, score, score_many
+from rewards.tools import ToolNotFound, liberty_path
 from rewards.types import RewardResult, Status, Task, TaskError
 
 log = logging.getLogger(__name__)
@@ -154,14 +158,16 @@ class ScoringEngine:
         workers: int | None = None,
         cache: ResultCache | None = None,
         queue_items: int = 16384,
+        batch_size: int = MAX_BATCH,
     ) -> None:
         self.config = config
+        self.batch_size = batch_size
         self.config_hash = config.content_hash()
         self.tasks = {task_id: (task, task.content_hash()) for task_id, task in (tasks or {}).items()}
         self.workers = workers or default_jobs()
         self.cache = cache if cache is not None else ResultCache(None)
         self.queue_items = queue_items
-        self.versions = tool_versions()
+        self.versions = cached_tool_versions()
         self.liberty = _liberty_or_none()
         self.tools_key = tools_fingerprint(self.versions, self.liberty)
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="score")
@@ -255,17 +261,41 @@ class ScoringEngine:
             new = [k for k in batch.todo if k not in self._inflight]
             if not force and self.pending and self.pending + len(new) > self.queue_items:
                 return None
-            futures = {}
-            for key in batch.todo:
-                if key not in self._inflight:
-                    future = self.pool.submit(self._score_one, key, batch.todo[key])
+            for group in self._groups([(key, batch.todo[key]) for key in new]):
+                futures_of_group = []
+                for key, _ in group:
+                    future: Future = Future()
                     self._inflight[key] = (future, [0])
                     self.pending += 1
                     future.add_done_callback(lambda _f, k=key: self._done(k))
+                    futures_of_group.append(future)
+                self.pool.submit(self._score_group, group, futures_of_group)
+            futures = {}
+            for key in batch.todo:
                 entry = self._inflight[key]
                 entry[1][0] += 1
                 futures[key] = entry[0]
             return futures
+
+    def _groups(self, todo: list[tuple[str, Plan]]) -> list[list[tuple[str, Plan]]]:
+        """Work units for the pool: candidates that can share tool processes (:mod:`rewards.batch`)
+        split evenly over the workers, at most ``batch_size`` each; every other item on its own."""
+        together = [(key, item) for key, item in todo if self._batchable(item)]
+        alone = [[(key, item)] for key, item in todo if not self._batchable(item)]
+        if not together:
+            return alone
+        count = max(min(self.workers, len(together)), math.ceil(len(together) / self.batch_size))
+        size = math.ceil(len(together) / count)
+        return [together[i : i + size] for i in range(0, len(together), size)] + alone
+
+    def _batchable(self, item: Plan) -> bool:
+        code = item.extraction.code if item.extraction is not None else None
+        return (
+            self.batch_size > 1
+            and code is not None
+            and not item.task.testbench
+            and batchable(code, item.task.top_module)
+        )
 
     def release(self, futures: Mapping[str, Future], cancel: bool = True) -> int:
         """This request no longer waits on ``futures``; with ``cancel``, unstarted ones nobody else
@@ -292,27 +322,47 @@ class ScoringEngine:
         """Seconds a rejected client should wait: the queue's drain time, 1–60."""
         return int(min(60, max(1, math.ceil(self.pending * self._mean_item_s / self.workers))))
 
-    def _score_one(self, key: str, item: Plan) -> RewardResult:
-        task = item.task
+    def _score_group(self, group: list[tuple[str, Plan]], futures: list[Future]) -> None:
+        """Score one work unit and resolve its futures (cancelled ones are skipped)."""
+        live = [
+            (key, item, f)
+            for (key, item), f in zip(group, futures, strict=True)
+            if f.set_running_or_notify_cancel()
+        ]
+        if not live:
+            return
         with self._lock:
-            self.running += 1
-        timings: dict[str, float] = {}
+            self.running += len(live)
+        timings: list[dict[str, float]] = [{} for _ in live]
         start = time.perf_counter()
         try:
-            result = score(task, item.completion, self.config, timings, item.extraction)
-        except Exception as exc:  # noqa: BLE001 - a scorer bug must cost one item, not the batch
-            log.error("scoring %s raised %s:\n%s", task.id, exc, traceback.format_exc())
-            result = RewardResult.infra_error(task.id, f"scorer raised {type(exc).__name__}: {exc}")
+            try:
+                results = score_many(
+                    [(i.task, i.completion, i.extraction) for _, i, _ in live], self.config, timings
+                )
+            except Exception:  # noqa: BLE001 - a scorer bug must cost its own item, not its batch
+                log.error(
+                    "scoring a batch raised, scoring its items one at a time:\n%s", traceback.format_exc()
+                )
+                results = [self._score_alone(item, t) for (_, item, _), t in zip(live, timings, strict=True)]
         finally:
             with self._lock:
-                self.running -= 1
-        elapsed = time.perf_counter() - start
+                self.running -= len(live)
+        elapsed = (time.perf_counter() - start) / len(live)
         self._mean_item_s = 0.9 * self._mean_item_s + 0.1 * elapsed
-        self.cache.put(key, result)
-        self.metrics.item.observe(elapsed, status=result.status.value)
-        for stage, seconds in timings.items():
-            self.metrics.stage.observe(seconds, stage=stage)
-        return result
+        for (key, _, future), result, stages in zip(live, results, timings, strict=True):
+            self.cache.put(key, result)
+            self.metrics.item.observe(elapsed, status=result.status.value)
+            for stage, seconds in stages.items():
+                self.metrics.stage.observe(seconds, stage=stage)
+            future.set_result(result)
+
+    def _score_alone(self, item: Plan, timings: dict[str, float]) -> RewardResult:
+        try:
+            return score(item.task, item.completion, self.config, timings, item.extraction)
+        except Exception as exc:  # noqa: BLE001 - a scorer bug must cost one item, not the batch
+            log.error("scoring %s raised %s:\n%s", item.task.id, exc, traceback.format_exc())
+            return RewardResult.infra_error(item.task.id, f"scorer raised {type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------------------------- whole batches
     def score_items(
@@ -375,12 +425,14 @@ def score_batch(
     config: RewardConfig | None = None,
     jobs: int | None = None,
     progress: Callable[[int], None] | None = None,
+    batch_size: int = MAX_BATCH,
 ) -> list[RewardResult]:
     """Score ``(task, completion)`` pairs with a fresh engine (in-memory cache); results in input order.
 
     Identical pairs are scored once; ``progress(n)`` is called with the number of newly finished items.
+    ``batch_size=1`` scores every item in its own tool processes.
     """
-    engine = ScoringEngine(config or RewardConfig(), workers=jobs or None)
+    engine = ScoringEngine(config or RewardConfig(), workers=jobs or None, batch_size=batch_size)
     try:
         return engine.score_items([{"task": task, "completion": c} for task, c in items], progress)
     finally:

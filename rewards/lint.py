@@ -143,22 +143,18 @@ def _verilator() -> tuple[str, str | None, tuple[str, ...]]:
     return _resolved(os.environ.get(VERILATOR.env_var), os.environ.get("PATH"))
 
 
-def lint_argv(binary: str, top: str, direct: str | None = None) -> tuple[str, ...]:
-    """Command line linting ``SOURCE_NAME`` with ``binary`` (the wrapper or the binary it runs)."""
+def lint_argv(
+    binary: str, top: str | None, direct: str | None = None, sources: tuple[str, ...] = (SOURCE_NAME,)
+) -> tuple[str, ...]:
+    """Command line linting ``sources`` with ``binary`` (the wrapper or the binary it runs).
+
+    ``top=None`` lints every module as a top (a batch of candidates, :mod:`rewards.batch`).
+    """
     direct = direct or verilator_bin(binary)
+    tops = ("--top-module", top) if top is not None else ("-Wno-MULTITOP",)
     if direct is None:
-        return (binary, *LINT_FLAGS, "--top-module", top, SOURCE_NAME)
-    return (
-        "/bin/sh",
-        "-c",
-        _STACK_PRELUDE,
-        "verilator",
-        direct,
-        *LINT_FLAGS,
-        "--top-module",
-        top,
-        SOURCE_NAME,
-    )
+        return (binary, *LINT_FLAGS, *tops, *sources)
+    return ("/bin/sh", "-c", _STACK_PRELUDE, "verilator", direct, *LINT_FLAGS, *tops, *sources)
 
 
 def lint_command(top: str) -> str:
@@ -199,17 +195,39 @@ def lint_job(code: str, top: str, limits: Limits) -> Job:
     )
 
 
+def lint_many_job(files: tuple[tuple[str, str], ...], limits: Limits) -> Job:
+    """One Verilator run linting every file of ``files`` (each module its own top)."""
+    binary, direct, binds = _verilator()
+    sources = tuple(name for name, _ in files)
+    return Job(
+        argv=lint_argv(binary, None, direct, sources),
+        files=files,
+        limits=limits,
+        ro_binds=binds,
+        as_init=True,
+    )
+
+
+def stopped_by_limit(result: JobResult, limits: Limits) -> str | None:
+    """Which sandbox limit stopped a Verilator run (``None``: none did)."""
+    output = result.stderr + "\n" + result.stdout
+    wrapper_signal = _WRAPPER_SIGNAL.search(output)
+    killed = int(wrapper_signal.group(1)) in _LIMIT_SIGNALS if wrapper_signal else False
+    if result.timed_out or killed or result.cpu_s >= limits.cpu_s:
+        return "CPU/wall time"
+    if result.memory_limit:
+        return "memory"
+    return "output size" if result.output_truncated else None
+
+
 def interpret(result: JobResult, limits: Limits) -> LintResult:
     """The :class:`LintResult` of a finished Verilator run under ``limits``."""
     output = result.stderr + "\n" + result.stdout
     messages = parse_messages(output)
     errors = [m for m in messages if m.severity == "error"]
     warnings = sum(1 for m in messages if m.severity == "warning")
-    wrapper_signal = _WRAPPER_SIGNAL.search(output)
-    killed = int(wrapper_signal.group(1)) in _LIMIT_SIGNALS if wrapper_signal else False
-    cpu_hit = result.timed_out or killed or result.cpu_s >= limits.cpu_s
-    if cpu_hit or result.memory_limit or result.output_truncated:
-        what = "CPU/wall time" if cpu_hit else "memory" if result.memory_limit else "output size"
+    what = stopped_by_limit(result, limits)
+    if what is not None:
         return LintResult(
             ok=False,
             messages=messages,

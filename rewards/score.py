@@ -15,7 +15,8 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from rewards import cosim, guard, health, interface, lint, ppa, testbench
 from rewards.cache import normalise_layout
@@ -38,7 +39,7 @@ def _versions_for(_where: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple(tool_versions().items())
 
 
-def _tool_versions() -> dict[str, str]:
+def cached_tool_versions() -> dict[str, str]:
     """:func:`rewards.tools.tool_versions`, looked up once per tool environment (``$PATH``, overrides)."""
     where = (os.environ.get("PATH", ""), *(os.environ.get(t.env_var, "") for t in TOOLS.values()))
     return dict(_versions_for(where))
@@ -152,13 +153,76 @@ def score(
     ``extraction`` is :func:`extract` of this completion when the caller already has it.
     """
     config = config or RewardConfig()
+    return _guarded(task, config, _score, task, completion, config, _Stopwatch(timings), extraction)
+
+
+def _guarded(task: Task, config: RewardConfig, step: Callable[..., RewardResult], *args) -> RewardResult:
+    """``step(*args)``, with a host or broken-golden failure turned into INFRA_ERROR."""
     try:
-        return _score(task, completion, config, _Stopwatch(timings), extraction)
+        return step(*args)
     except _INFRA_EXCEPTIONS as exc:
         log.warning("infrastructure failure scoring %s: %s", task.id, exc)
         if not isinstance(exc, interface.InterfaceError):  # that one is the task's, not the host's
             health.HEALTH.check(canary_for(config), suspect=True)
         return RewardResult.infra_error(task.id, f"{type(exc).__name__}: {exc}")
+
+
+def score_many(
+    items: Sequence[tuple[Task, str, Extraction | None]],
+    config: RewardConfig,
+    timings: Sequence[dict[str, float]] | None = None,
+) -> list[RewardResult]:
+    """:func:`score` of every ``(task, completion, extraction)``, the co-simulated candidates linted
+    and simulated a batch at a time (:mod:`rewards.batch`). Same results as one at a time."""
+    from rewards import batch  # noqa: PLC0415 - batch imports this module's limits
+
+    sinks = list(timings) if timings is not None else [{} for _ in items]
+    results: list[RewardResult | None] = [None] * len(items)
+    batched: list[tuple[int, Screened, _Stopwatch]] = []
+    for index, (task, completion, extraction) in enumerate(items):
+        watch = _Stopwatch(sinks[index])
+        screened = _guarded(task, config, screen, task, completion, config, watch, extraction)
+        if isinstance(screened, RewardResult):
+            results[index] = screened
+        elif screened.cosim and batch.batchable(screened.code, task.top_module):
+            batched.append((index, screened, watch))
+        else:
+            results[index] = _guarded(task, config, judge_alone, screened, config, watch)
+    if batched:
+        start = time.perf_counter()
+        try:
+            outcomes = batch.lint_and_cosim_many(
+                [(s.task, s.code) for _, s, _ in batched],
+                config.cosim,
+                lint_limits=limits_for(config, config.lint_cpu_s),
+                limits=limits_for(config, config.sim_cpu_s),
+                sandbox=config.sandbox,
+            )
+        except _INFRA_EXCEPTIONS:  # each on its own says which, as one at a time would
+            outcomes = [None] * len(batched)
+        share = (time.perf_counter() - start) / len(batched)
+        for (index, screened, watch), linted in zip(batched, outcomes, strict=True):
+            watch.last = time.perf_counter() - share  # an equal share of the batch's time each
+            if linted is None:
+                results[index] = _guarded(screened.task, config, judge_alone, screened, config, watch)
+            else:
+                results[index] = _guarded(screened.task, config, judge, screened, config, watch, linted)
+    return [r for r in results if r is not None]
+
+
+def judge_alone(screened: Screened, config: RewardConfig, watch: _Stopwatch) -> RewardResult:
+    """:func:`judge` with the candidate's own lint (and co-simulation) job."""
+    linted = None
+    if screened.cosim:
+        linted = cosim.run_lint_and_cosim(
+            screened.task,
+            screened.code,
+            config.cosim,
+            lint_limits=limits_for(config, config.lint_cpu_s),
+            limits=limits_for(config, config.sim_cpu_s),
+            sandbox=config.sandbox,
+        )
+    return judge(screened, config, watch, linted)
 
 
 def canary_for(config: RewardConfig) -> Callable[[], health.Check]:
@@ -222,9 +286,29 @@ def _attributed(
     )
 
 
-def _score(
+@dataclass
+class Screened:
+    """A candidate that passed format and guard: what the tool levels need.
+
+    ``mismatch`` is the interface check's message (``None`` when the ports agree); ``broken`` the
+    error a broken golden raised, kept until the lint has had its say.
+    """
+
+    task: Task
+    code: str
+    mismatch: str | None
+    broken: interface.InterfaceError | None
+
+    @property
+    def cosim(self) -> bool:
+        """Linted and co-simulated in one go (no test bench, ports agree, golden readable)."""
+        return not self.task.testbench and self.mismatch is None and self.broken is None
+
+
+def screen(
     task: Task, completion: str, config: RewardConfig, watch: _Stopwatch, extraction: Extraction | None
-) -> RewardResult:
+) -> RewardResult | Screened:
+    """The in-process levels (format, guard, interface read): a final result, or what the tools get."""
     if not isinstance(completion, str) or not completion.strip():
         return _result(
             task, config, Status.FORMAT_ERROR, _levels(), "empty completion: the model produced no text"
@@ -250,19 +334,31 @@ def _score(
     watch.lap("guard")
     if violations:
         return _result(task, config, Status.FORBIDDEN, _levels(fmt=1.0), "; ".join(violations), reward=0.0)
-
     # The interface is read first (in-process) so that a co-simulated candidate can be linted and
     # simulated in one sandbox job; the verdict order stays lint, interface, function.
     mismatch, broken = _interface(task, code)
-    lint_limits = limits_for(config, config.lint_cpu_s)
-    sim_limits = limits_for(config, config.sim_cpu_s)
-    linted = None
-    if not task.testbench and mismatch is None and broken is None:
-        linted = cosim.run_lint_and_cosim(
-            task, code, config.cosim, lint_limits=lint_limits, limits=sim_limits, sandbox=config.sandbox
-        )
+    return Screened(task, code, mismatch, broken)
+
+
+def _score(
+    task: Task, completion: str, config: RewardConfig, watch: _Stopwatch, extraction: Extraction | None
+) -> RewardResult:
+    screened = screen(task, completion, config, watch, extraction)
+    if isinstance(screened, RewardResult):
+        return screened
+    return judge_alone(screened, config, watch)
+
+
+def judge(
+    screened: Screened, config: RewardConfig, watch: _Stopwatch, linted: cosim.LintedOutcome | None
+) -> RewardResult:
+    """The tool levels of a screened candidate. ``linted`` is its lint and co-simulation when they
+    already ran (one job, or a batch: :mod:`rewards.batch`); otherwise the lint runs here."""
+    task, code, mismatch, broken = screened.task, screened.code, screened.mismatch, screened.broken
+    if linted is not None:
         lint_result = linted.lint
     else:
+        lint_limits = limits_for(config, config.lint_cpu_s)
         lint_result = lint.run_lint(code, task.top_module, limits=lint_limits, sandbox=config.sandbox)
     metrics: dict = {"lint_warnings": lint_result.warning_count}
     if not lint_result.ok:
@@ -314,7 +410,7 @@ def _score(
         metrics.update(ppa_metrics)
         if ppa_log:
             metrics["ppa_note"] = ppa_log[-300:]
-    metrics["tools"] = _tool_versions()
+    metrics["tools"] = cached_tool_versions()
     passed = _result(task, config, Status.OK, _levels(1.0, 1.0, 1.0, ppa_level), "", metrics)
     note = metrics.get("ppa_note", "")
     return _attributed(task, config, "ppa", passed, note) if note else passed

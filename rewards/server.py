@@ -16,8 +16,9 @@ How a batch is served:
   with ``{"detail": reason}``.
 * Items are keyed by :mod:`rewards.cache`; cached ones are answered at once (``cached: true``),
   identical ones (within the batch, or in flight for another request) are scored once.
-* The rest go to a pool of ``--workers`` threads, each running :func:`rewards.score.score` (the tools
-  are sandboxed subprocesses, so threads do not hold each other up). A request that would push more
+* The rest go to a pool of ``--workers`` threads (the tools are sandboxed subprocesses, so threads do
+  not hold each other up), in units of up to ``--batch-size`` candidates that share one Verilator and
+  one Icarus process (:mod:`rewards.batch`; same verdicts as one at a time). A request that would push more
   than ``--queue-items`` items into the queue is answered 429 with ``Retry-After``; an idle server
   admits any batch up to ``--max-items``.
 * An item not finished ``--item-timeout-s`` after its request was admitted comes back as
@@ -71,6 +72,9 @@ class ServerConfig:
 
     workers: int = option(0, "scoring threads; 0 = one per available core")
     queue_items: int = option(16384, "most items admitted but not finished; a request past it gets 429")
+    batch_size: int = option(
+        32, "most candidates linted and co-simulated in one tool process (rewards/batch.py); 1 = one each"
+    )
     max_items: int = option(4096, "most items in one request (413 above)")
     max_body_mb: float = option(32.0, "largest request body in MiB (413 above)")
     item_timeout_s: float = option(
@@ -80,9 +84,16 @@ class ServerConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.workers < 0 or self.queue_items < 1 or self.max_items < 1 or self.max_body_mb <= 0:
+        if (
+            self.workers < 0
+            or self.queue_items < 1
+            or self.max_items < 1
+            or self.max_body_mb <= 0
+            or self.batch_size < 1
+        ):
             raise ValueError(
-                f"bad server limits {self}: workers >= 0, queue_items >= 1, max_items >= 1, max_body_mb > 0"
+                f"bad server limits {self}: workers >= 0, queue_items >= 1, max_items >= 1, "
+                "max_body_mb > 0, batch_size >= 1"
             )
         if self.item_timeout_s <= 0:
             raise ValueError(f"item_timeout_s={self.item_timeout_s} must be > 0, e.g. 500")
@@ -386,7 +397,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     engine = ScoringEngine(
-        config, tasks, workers=limits.workers or None, cache=cache, queue_items=limits.queue_items
+        config,
+        tasks,
+        workers=limits.workers or None,
+        cache=cache,
+        queue_items=limits.queue_items,
+        batch_size=limits.batch_size,
     )
     if args.parent_pid:
         _watch_parent(args.parent_pid)

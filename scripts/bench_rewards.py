@@ -1,12 +1,17 @@
 """Throughput of the reward core on a fixed mixed corpus, against the raw-tool floor.
 
-    python scripts/bench_rewards.py [--repeat 2] [--jobs 2] [--ppa]
+    python scripts/bench_rewards.py [--repeat 2] [--jobs 2] [--ppa] [--distinct 96]
 
 The corpus: goldens, mutants (operator flips, constant changes), syntax errors and attacks, on small
 combinational and sequential tasks (and a few benchmark test-bench tasks when ../shared/benchmarks is
 present). Prints completions/second, the time split per level, and the floor: the very same tool
 invocations (every sandbox job recorded during the run) replayed bare with ``subprocess.run`` — no
 sandbox, no limits, no Python parsing — so ``overhead = ours / floor`` is visible.
+Then, on ``--distinct`` small distinct designs of the embedded corpus (a golden, a mutant and a
+syntax error each): the engine one candidate per tool process (``batch_size=1``) and batched
+(many candidates per Verilator and per Icarus process, :mod:`rewards.batch`), both with ``--jobs``
+workers, against the bare per-design floor (the one-at-a-time run's tool calls replayed bare, spread
+over the same number of cores); and cache hits.
 Figures, not assertions: run it on an idle machine.
 """
 
@@ -169,6 +174,12 @@ def main() -> None:
         "--jobs", type=jobs_count, default=2, help="concurrency for the throughput figure (0 = one per core)"
     )
     parser.add_argument("--ppa", action="store_true", help="include Yosys + OpenSTA on passing designs")
+    parser.add_argument(
+        "--distinct",
+        type=int,
+        default=96,
+        help="embedded-corpus tasks for the batched figures (0: skip them)",
+    )
     args = parser.parse_args()
     config = load_reward_config(None, ppa_enabled=args.ppa)
     items = corpus()
@@ -220,6 +231,74 @@ def main() -> None:
         f"batch:    {max(rates):7.1f} completions/s with --jobs {args.jobs} "
         f"(median {statistics.median(rates):.1f}; in-batch duplicates evaluated once)"
     )
+    if args.distinct:
+        bench_batched(args.distinct, args.jobs or score.default_jobs(), args.repeat, args.ppa)
+
+
+def distinct_corpus(count: int) -> list[tuple[Task, str]]:
+    """Goldens, mutants and syntax errors of ``count`` embedded-corpus tasks (``val`` then ``test``)."""
+    from train.common import resolve_tasks
+
+    tasks = (resolve_tasks(None, "val") + resolve_tasks(None, "test"))[:count]
+    items = []
+    for task in tasks:
+        golden = task.reference
+        mutant = next(
+            (
+                golden.replace(a, b, 1)
+                for a, b in (("&", "|"), ("+", "-"), ("^", "&"), ("1'b1", "1'b0"))
+                if a in golden
+            ),
+            golden.replace("endmodule", "assign oops_unused = 1'b0;\nendmodule"),
+        )
+        broken = golden.replace(";", "", 1)
+        items += [(task, f"```verilog\n{code}\n```") for code in (golden, mutant, broken)]
+    return items
+
+
+def bench_batched(count: int, jobs: int, repeat: int, ppa: bool) -> None:
+    config = load_reward_config(None, ppa_enabled=ppa)
+    items = distinct_corpus(count)
+    for task in {t.id: t for t, _ in items}.values():  # golden traces (and PPA baselines) warm
+        score.score(task, task.reference, config)
+    print(
+        f"\ndistinct designs: {len(items)} completions on {len({t.id for t, _ in items})} tasks; "
+        f"ppa={'on' if ppa else 'off'}; --jobs {jobs}"
+    )
+    walls = {}
+    for size in (1, engine.MAX_BATCH):
+        best = float("inf")
+        for _ in range(repeat):
+            formal.RESULT_CACHE.clear()
+            with Recorder() as recorder:
+                start = time.perf_counter()
+                results = engine.score_batch(items, config, jobs=jobs, batch_size=size)
+                best = min(best, time.perf_counter() - start)
+            if size == 1:
+                one_jobs = list(recorder.jobs)
+        walls[size] = best
+        statuses = sorted({r.status.value for r in results})
+        label = "one per process" if size == 1 else f"batched (≤{size})"
+        print(
+            f"{label:16}: {len(items) / best:7.1f} completions/s  ({len(recorder.jobs)} sandbox jobs; {statuses})"
+        )
+    floor = min(replay_bare(one_jobs) for _ in range(repeat)) / jobs
+    print(
+        f"bare floor      : {len(items) / floor:7.1f} completions/s  ({len(one_jobs)} bare per-design tool calls "
+        f"replayed, divided over {jobs} cores)"
+    )
+    print(
+        f"batched / floor : {walls[engine.MAX_BATCH] / floor:.2f}x the wall time of the bare per-design floor"
+    )
+    cache_engine = engine.ScoringEngine(config, workers=jobs)
+    try:
+        payload = [{"task": t, "completion": c} for t, c in items]
+        cache_engine.score_items(payload)
+        start = time.perf_counter()
+        cache_engine.score_items(payload)
+        print(f"cache hits      : {len(items) / (time.perf_counter() - start):7.0f} completions/s")
+    finally:
+        cache_engine.close()
 
 
 if __name__ == "__main__":

@@ -244,7 +244,8 @@ def test_kill9_mid_batch_then_retry_completes_exactly_once(task_file, tmp_path):
         ("tiny/and2", "module TopModule(); endmodule", Status.INTERFACE_MISMATCH),
     ]
     items = [{"task_id": t, "completion": c} for t, c, _ in cases]
-    first = start_background(config=CONFIG, task_files=[task_file], workers=1, cache=cache)
+    # one candidate per tool process, so results reach the cache one at a time before the kill
+    first = start_background(config=CONFIG, task_files=[task_file], workers=1, cache=cache, batch_size=1)
     port = int(first.url.rsplit(":", 1)[1])
     client = RewardClient([first.url], retries=12, backoff_s=0.25, max_backoff_s=2.0, timeout_s=120)
     outcome: dict = {}
@@ -323,7 +324,8 @@ def test_disconnect_drops_queued_items(task_file):
         {"task_id": t, "completion": golden(t)}
         for t in ("tiny/and2", "tiny/or2", "tiny/xor2", "tiny/not1", "tiny/add4", "tiny/mux2")
     ]
-    with start_background(config=CONFIG, task_files=[task_file], workers=1) as srv:
+    # one candidate per work unit, so five of the six are still queued at the disconnect
+    with start_background(config=CONFIG, task_files=[task_file], workers=1, batch_size=1) as srv:
         with pytest.raises(httpx.ReadTimeout):
             httpx.post(srv.url + "/score", json={"items": items}, timeout=httpx.Timeout(1.0, connect=5.0))
         deadline = time.monotonic() + 20
