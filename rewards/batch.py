@@ -128,8 +128,12 @@ class _Entry:
     code: str  # as written
     renamed: str  # top module renamed to ``top``
     top: str
-    golden: GoldenTrace
-    sim_limits: Limits
+    golden: GoldenTrace | None  # None: linted only (no co-simulation asked for)
+    sim_limits: Limits | None
+
+    @property
+    def cost_s(self) -> float:
+        return self.golden.cpu_s if self.golden is not None else 0.0
 
 
 def _rename(code: str, top: str, nonce: str) -> tuple[str, str]:
@@ -140,7 +144,7 @@ def _rename(code: str, top: str, nonce: str) -> tuple[str, str]:
 
 
 def lint_and_cosim_many(
-    items: Sequence[tuple[Task, str]],
+    items: Sequence[tuple[Task, str, bool]],
     settings,
     *,
     lint_limits: Limits,
@@ -148,28 +152,30 @@ def lint_and_cosim_many(
     sandbox: bool = True,
     max_size: int = MAX_BATCH,
 ) -> list[LintedOutcome]:
-    """:func:`rewards.cosim.run_lint_and_cosim` of every ``(task, code)`` (codes :func:`batchable`),
-    a batch per tool process; same results, in order.
+    """:func:`rewards.cosim.run_lint_and_cosim` of every ``(task, code, cosim)`` (codes
+    :func:`batchable`) a batch per tool process; same results, in order. With ``cosim`` false the
+    candidate is only linted (its outcome is ``None``), as :func:`rewards.lint.run_lint` would.
 
     Raises:
         ToolNotFound, SandboxError: a tool or the sandbox is missing (infrastructure).
     """
     results: list[LintedOutcome | None] = [None] * len(items)
     entries: list[_Entry] = []
-    for index, (task, code) in enumerate(items):
-        try:
-            golden = golden_trace(task, settings, limits=limits, sandbox=sandbox)
-        except (GoldenError, InterfaceError):
-            golden = None
-        if golden is None or lint_limits.memory_mb != limits.memory_mb:
-            results[index] = run_lint_and_cosim(
-                task, code, settings, lint_limits=lint_limits, limits=limits, sandbox=sandbox
-            )
-            continue
+    for index, (task, code, cosim) in enumerate(items):
+        golden = sim_limits = None
+        if cosim:
+            try:
+                golden = golden_trace(task, settings, limits=limits, sandbox=sandbox)
+            except (GoldenError, InterfaceError):
+                golden = None
+            if golden is None or lint_limits.memory_mb != limits.memory_mb:
+                results[index] = run_lint_and_cosim(
+                    task, code, settings, lint_limits=lint_limits, limits=limits, sandbox=sandbox
+                )
+                continue
+            sim_limits = candidate_limits(limits, golden.cpu_s)
         renamed, top = _rename(code, task.top_module, new_nonce(6))
-        entries.append(
-            _Entry(index, task, code, renamed, top, golden, candidate_limits(limits, golden.cpu_s))
-        )
+        entries.append(_Entry(index, task, code, renamed, top, golden, sim_limits))
     for group in _groups(entries, max_size):
         run = _Run(settings, lint_limits, limits, sandbox)
         for entry, outcome in zip(group, run.lint_and_cosim(group), strict=True):
@@ -178,16 +184,15 @@ def lint_and_cosim_many(
 
 
 def _groups(entries: list[_Entry], max_size: int) -> list[list[_Entry]]:
-    groups: list[list[_Entry]] = [[entry] for entry in entries if entry.golden.cpu_s > ALONE_GOLDEN_S]
+    groups: list[list[_Entry]] = [[entry] for entry in entries if entry.cost_s > ALONE_GOLDEN_S]
     current: list[_Entry] = []
     golden_s = 0.0
-    small = sorted((e for e in entries if e.golden.cpu_s <= ALONE_GOLDEN_S), key=lambda e: e.golden.cpu_s)
-    for entry in small:
-        if current and (len(current) >= max_size or golden_s + entry.golden.cpu_s > _BATCH_GOLDEN_S):
+    for entry in sorted((e for e in entries if e.cost_s <= ALONE_GOLDEN_S), key=lambda e: e.cost_s):
+        if current and (len(current) >= max_size or golden_s + entry.cost_s > _BATCH_GOLDEN_S):
             groups.append(current)
             current, golden_s = [], 0.0
         current.append(entry)
-        golden_s += entry.golden.cpu_s
+        golden_s += entry.cost_s
     return groups + ([current] if current else [])
 
 
@@ -208,7 +213,7 @@ class _Run:
         self.sim_s = 0.0
 
     def lint_and_cosim(self, group: list[_Entry]) -> list[LintedOutcome]:
-        if len(group) == 1:
+        if len(group) == 1 and group[0].golden is not None:
             entry = group[0]
             return [
                 run_lint_and_cosim(
@@ -221,12 +226,12 @@ class _Run:
                 )
             ]
         lints = self.lint(group)
-        passed = [entry for entry, checked in zip(group, lints, strict=True) if checked.ok]
+        passed = [e for e, checked in zip(group, lints, strict=True) if checked.ok and e.golden is not None]
         outcomes = dict(zip((e.index for e in passed), self.simulate(passed), strict=True)) if passed else {}
         total = self.lint_s + self.sim_s
         share = self.lint_s / total if total > 0 else 0.5
         return [
-            LintedOutcome(checked, outcomes.get(entry.index), share if checked.ok else 1.0)
+            LintedOutcome(checked, outcomes.get(entry.index), share if entry.index in outcomes else 1.0)
             for entry, checked in zip(group, lints, strict=True)
         ]
 

@@ -290,12 +290,7 @@ class ScoringEngine:
 
     def _batchable(self, item: Plan) -> bool:
         code = item.extraction.code if item.extraction is not None else None
-        return (
-            self.batch_size > 1
-            and code is not None
-            and not item.task.testbench
-            and batchable(code, item.task.top_module)
-        )
+        return self.batch_size > 1 and code is not None and batchable(code, item.task.top_module)
 
     def release(self, futures: Mapping[str, Future], cancel: bool = True) -> int:
         """This request no longer waits on ``futures``; with ``cancel``, unstarted ones nobody else

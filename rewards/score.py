@@ -172,8 +172,9 @@ def score_many(
     config: RewardConfig,
     timings: Sequence[dict[str, float]] | None = None,
 ) -> list[RewardResult]:
-    """:func:`score` of every ``(task, completion, extraction)``, the co-simulated candidates linted
-    and simulated a batch at a time (:mod:`rewards.batch`). Same results as one at a time."""
+    """:func:`score` of every ``(task, completion, extraction)``: the candidates that may share tool
+    processes are linted a batch at a time and, when co-simulated, simulated a batch at a time
+    (:mod:`rewards.batch`). Same results as one at a time."""
     from rewards import batch  # noqa: PLC0415 - batch imports this module's limits
 
     sinks = list(timings) if timings is not None else [{} for _ in items]
@@ -184,7 +185,7 @@ def score_many(
         screened = _guarded(task, config, screen, task, completion, config, watch, extraction)
         if isinstance(screened, RewardResult):
             results[index] = screened
-        elif screened.cosim and batch.batchable(screened.code, task.top_module):
+        elif batch.batchable(screened.code, task.top_module):
             batched.append((index, screened, watch))
         else:
             results[index] = _guarded(task, config, judge_alone, screened, config, watch)
@@ -192,7 +193,7 @@ def score_many(
         start = time.perf_counter()
         try:
             outcomes = batch.lint_and_cosim_many(
-                [(s.task, s.code) for _, s, _ in batched],
+                [(s.task, s.code, s.cosim) for _, s, _ in batched],
                 config.cosim,
                 lint_limits=limits_for(config, config.lint_cpu_s),
                 limits=limits_for(config, config.sim_cpu_s),

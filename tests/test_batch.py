@@ -60,6 +60,23 @@ def _corpus(tmp: Path) -> list[tuple[Task, str]]:
             right.format(items="", extra="module helper(input x, output y); assign y = x; endmodule\n"),
         ),
     ]
+    if (attacks.BENCHMARKS / "verilog-eval-v2").is_dir():  # test-bench tasks: linted in batches too
+        from evals.loaders import load_suite
+
+        benches = load_suite(
+            "verilogeval-v2-spec-to-rtl",
+            attacks.BENCHMARKS / "verilog-eval-v2",
+            problems=["Prob014_andgate", "Prob035_count1to10"],
+        )
+        for tb_task in benches:
+            golden = tb_task.reference
+            items += [
+                (tb_task, golden),
+                (tb_task, golden.replace("&", "|", 1)),
+                (tb_task, golden.replace(";", "", 1)),
+            ]
+        andgate = next(t for t in benches if "andgate" in t.id)
+        items += [(andgate, attacks._attack(name, "testbench", tmp)) for name in attacks.ATTACKS]
     for task in resolve_tasks(None, "val")[:30]:
         golden = task.reference
         items.append((task, golden))
