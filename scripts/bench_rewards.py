@@ -243,17 +243,36 @@ def distinct_corpus(count: int) -> list[tuple[Task, str]]:
     items = []
     for task in tasks:
         golden = task.reference
+        flips = [("&", "|"), ("^", "&"), ("==", "!="), ("1'b1", "1'b0")]
+        flips += [] if " for " in golden or "for (" in golden else [("+", "-")]  # a loop could hang
         mutant = next(
-            (
-                golden.replace(a, b, 1)
-                for a, b in (("&", "|"), ("+", "-"), ("^", "&"), ("1'b1", "1'b0"))
-                if a in golden
-            ),
+            (golden.replace(a, b, 1) for a, b in flips if a in golden),
             golden.replace("endmodule", "assign oops_unused = 1'b0;\nendmodule"),
         )
         broken = golden.replace(";", "", 1)
         items += [(task, f"```verilog\n{code}\n```") for code in (golden, mutant, broken)]
     return items
+
+
+def big_design(config, repeat: int) -> None:
+    """One RTLLM-sized design (its golden, with a co-simulation against itself) scored alone, both ways."""
+    from evals.loaders import load_suite
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "rtllm-v1.1"
+    if not root.exists():
+        return
+    task = load_suite("rtllm-v1.1", root, problems=["div_16bit"])[0]
+    item = [(task, f"```verilog\n{task.reference}\n```")]
+    engine.score_batch(item, config, jobs=1)
+    for size in (1, engine.MAX_BATCH):
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            engine.score_batch(item, config, jobs=1, batch_size=size)
+            best = min(best, time.perf_counter() - start)
+        print(
+            f"big design alone: {best:.3f} s with batch_size={size} ({task.id}, {len(task.reference)} chars)"
+        )
 
 
 def bench_batched(count: int, jobs: int, repeat: int, ppa: bool) -> None:
@@ -290,6 +309,7 @@ def bench_batched(count: int, jobs: int, repeat: int, ppa: bool) -> None:
     print(
         f"batched / floor : {walls[engine.MAX_BATCH] / floor:.2f}x the wall time of the bare per-design floor"
     )
+    big_design(config, repeat)
     cache_engine = engine.ScoringEngine(config, workers=jobs)
     try:
         payload = [{"task": t, "completion": c} for t, c in items]

@@ -77,7 +77,7 @@ def _corpus(tmp: Path) -> list[tuple[Task, str]]:
             ]
         andgate = next(t for t in benches if "andgate" in t.id)
         items += [(andgate, attacks._attack(name, "testbench", tmp)) for name in attacks.ATTACKS]
-    for task in resolve_tasks(None, "val")[:30]:
+    for task in resolve_tasks(None, "val")[:20]:
         golden = task.reference
         items.append((task, golden))
         for old, new in (("&", "|"), ("+", "-"), ("1'b1", "1'b0"), ("<=", "=")):
