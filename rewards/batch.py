@@ -24,10 +24,12 @@ Why a batch cannot change a verdict:
   (as a smaller batch). A run stopped by a limit, or an error without a file, is split in halves.
 * **Simulation**: each harness writes its own trace under its own secret and raises a done flag;
   one trusted module ends the run when every flag is up. The batch runs under the *smallest* of its
-  candidates' limits, so a candidate that would hit its limit alone stops the batch too. Any batch
-  that does not end cleanly (compile error, non-zero exit, time, memory, output) is **bisected**:
-  halves are re-run down to single candidates, which are scored alone. A hang or a bomb costs its
-  neighbours a re-run, never a verdict. A trace that does not validate is re-run alone too.
+  candidates' limits, so a candidate that would hit its limit alone stops the batch too. A
+  candidate's complete, valid trace is its verdict even when a neighbour later stopped the run (it
+  was written before anything else happened to the run). Every candidate without one (a compile
+  error, a limit hit first) is re-run: in a smaller batch, or, when no candidate of the batch got a
+  trace, in four parts, down to single candidates, which are scored alone. A hang or a bomb costs its
+  neighbours a re-run, never a verdict.
 * A single candidate is always scored by the one-at-a-time path.
 
 Batches are cut so the candidates' golden simulation time stays a small fraction of the batch's
@@ -50,15 +52,15 @@ from rewards.cosim import (
     TraceError,
     golden_trace,
     harness_source,
-    judge_run,
+    judge_rows,
     parse_trace,
     run_cosim,
     run_lint_and_cosim,
 )
 from rewards.interface import InterfaceError
 from rewards.lint import LintMessage, LintResult
-from rewards.sandbox import Job, JobResult, Limits, run_job
-from rewards.sim import COMPILE_FAILED_RC, SimOutcome, SimRun, candidate_limits, new_nonce
+from rewards.sandbox import Job, Limits, run_job
+from rewards.sim import COMPILE_FAILED_RC, SimOutcome, candidate_limits, new_nonce
 from rewards.sim import _script as sim_script
 from rewards.tools import IVERILOG, VVP
 from rewards.types import Task
@@ -343,40 +345,17 @@ class _Run:
             return [None] * len(group)
         # A complete trace was written before anything stopped the run: the candidate's verdict is in
         # it, whatever a neighbour did later. Without one, the candidate's own run decides.
-        clean = _clean(result)
         decided: list[SimOutcome | None] = []
         for entry, secret in zip(group, secrets, strict=True):
             name = f"trace_{secret}.txt"
             trace = result.outputs.get(name)
             try:
-                parse_trace(trace, secret, entry.golden.plan)
+                rows = parse_trace(trace, secret, entry.golden.plan)
             except TraceError:
                 decided.append(None)
                 continue
-            view = replace(result, outputs={name: trace})
-            if not clean:
-                view = replace(
-                    view,
-                    returncode=0,
-                    cpu_limit=False,
-                    wall_timeout=False,
-                    memory_limit=False,
-                    output_truncated=False,
-                    signal=None,
-                )
-            run = SimRun(result=view, compiled=True, outputs=view.outputs)
-            decided.append(judge_run(entry.golden, run, secret))
+            decided.append(judge_rows(entry.golden, rows))
         return decided
-
-
-def _clean(result: JobResult) -> bool:
-    return (
-        result.returncode == 0
-        and not result.timed_out
-        and not result.memory_limit
-        and not result.output_truncated
-        and result.signal is None
-    )
 
 
 def _smallest(limits: list[Limits], cpu_cap: float | None = None) -> Limits:
