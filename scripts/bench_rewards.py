@@ -237,9 +237,9 @@ def main() -> None:
 
 def distinct_corpus(count: int) -> list[tuple[Task, str]]:
     """Goldens, mutants and syntax errors of ``count`` embedded-corpus tasks (``val`` then ``test``)."""
-    from train.common import resolve_tasks
+    from train.corpus import load_split  # not train.common: torch in this process would slow every fork
 
-    tasks = (resolve_tasks(None, "val") + resolve_tasks(None, "test"))[:count]
+    tasks = (load_split("val") + load_split("test"))[:count]
     items = []
     for task in tasks:
         golden = task.reference

@@ -92,6 +92,8 @@ def _args(policy: Path, out: Path, url: str, *flags: str) -> list[str]:
         "no",
         "--seed",
         "1",
+        "--use_peft",
+        "false",  # the embedded recipe trains a LoRA adapter; these runs test full weights unless told
         *flags,
     ]
 
