@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rewards import cosim, guard, health, interface, lint, ppa, testbench
+from rewards import batch, cosim, guard, health, interface, lint, ppa, testbench
 from rewards.cache import normalise_layout
 from rewards.config import RewardConfig
 from rewards.extract import Extraction, extract_verilog
@@ -175,8 +175,6 @@ def score_many(
     """:func:`score` of every ``(task, completion, extraction)``: the candidates that may share tool
     processes are linted a batch at a time and, when co-simulated, simulated a batch at a time
     (:mod:`rewards.batch`). Same results as one at a time."""
-    from rewards import batch  # noqa: PLC0415 - batch imports this module's limits
-
     sinks = list(timings) if timings is not None else [{} for _ in items]
     results: list[RewardResult | None] = [None] * len(items)
     batched: list[tuple[int, Screened, _Stopwatch]] = []
