@@ -38,6 +38,7 @@ limit (big designs run alone or in small batches), at most ``max_size`` candidat
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -45,6 +46,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from rewards import lint as lint_mod
+from rewards.config import CosimSettings
 from rewards.cosim import (
     GoldenError,
     GoldenTrace,
@@ -99,6 +101,7 @@ def _masked(code: str) -> str:
     return _COMMENT_OR_STRING.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), code)
 
 
+@functools.lru_cache(maxsize=4096)  # asked by the engine, the scorer and the renamer for each candidate
 def _top_declaration(code: str, top: str) -> re.Match | None:
     """Where ``module <top>`` is declared, when the candidate is one module that never names itself
     again and uses nothing that could reach another candidate in the same tool run."""
@@ -147,7 +150,7 @@ def _rename(code: str, top: str, nonce: str) -> tuple[str, str]:
 
 def lint_and_cosim_many(
     items: Sequence[tuple[Task, str, bool]],
-    settings,
+    settings: CosimSettings,
     *,
     lint_limits: Limits,
     limits: Limits,
@@ -170,7 +173,7 @@ def lint_and_cosim_many(
                 golden = golden_trace(task, settings, limits=limits, sandbox=sandbox)
             except (GoldenError, InterfaceError):
                 golden = None
-            if golden is None or lint_limits.memory_mb != limits.memory_mb:
+            if golden is None:
                 results[index] = run_lint_and_cosim(
                     task, code, settings, lint_limits=lint_limits, limits=limits, sandbox=sandbox
                 )
@@ -206,7 +209,7 @@ def _parts(entries: list[_Entry]) -> list[list[_Entry]]:
 class _Run:
     """Lints then simulates one batch, bisecting what a batch cannot decide."""
 
-    def __init__(self, settings, lint_limits: Limits, limits: Limits, sandbox: bool) -> None:
+    def __init__(self, settings: CosimSettings, lint_limits: Limits, limits: Limits, sandbox: bool) -> None:
         self.settings = settings
         self.lint_limits = lint_limits
         self.limits = limits
