@@ -173,3 +173,15 @@ def test_cross_field_check_names_the_values():
             defaults=script_defaults(),
             exit_on_error=False,
         )
+
+
+def test_a_learning_rate_for_saved_modules_needs_modules():
+    from train.sft import SFTScriptConfig, script_defaults
+
+    with pytest.raises(ConfigError, match="lora_modules_to_save is empty"):  # at load, before training
+        load_config(
+            SFTScriptConfig,
+            ["--modules_to_save_learning_rate", "0.01"],
+            defaults=script_defaults(),
+            exit_on_error=False,
+        )

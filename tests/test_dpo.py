@@ -115,6 +115,8 @@ def _dpo_args(policy: Path, pairs_path: Path | None, out: Path, *flags: str) -> 
         "64",
         "--max_length",
         "512",
+        "--use_peft",
+        "false",  # the embedded recipe trains a LoRA adapter; these runs test full weights unless told
     ]
     if pairs_path is not None:
         args += ["--pairs_file", str(pairs_path)]
@@ -196,9 +198,23 @@ def test_handwritten_completions_pair_by_real_verdicts(tmp_path):
 def test_full_dpo_two_steps(policy, pairs_file, tmp_path, wandb_env):
     before = _weights(policy)
     out = tmp_path / "run"
-    summary = dpo.main([*_dpo_args(policy, pairs_file, out), "--report_to", "wandb"])
+    # the final norm at a learning rate of its own (full weights: its own weights, not a copy)
+    flags = [
+        "--report_to",
+        "wandb",
+        "--lora_modules_to_save",
+        "model.norm",
+        "--modules_to_save_learning_rate",
+        "0.05",
+    ]
+    summary = dpo.main([*_dpo_args(policy, pairs_file, out), *flags])
     after = _weights(out)
     assert any(not torch.equal(before[k], after[k]) for k in before), "DPO left every weight unchanged"
+    # Adam moves a coordinate by at most about its learning rate per step (two steps here)
+    moves = {k: (after[k] - before[k]).abs() for k in before}
+    assert moves["model.norm.weight"].mean() > 0.01 and moves["model.norm.weight"].max() <= 2 * 0.05 + 1e-4
+    others = max(v.max().item() for k, v in moves.items() if k not in ("model.norm.weight", "lm_head.weight"))
+    assert others <= 2 * 1e-3 + 1e-5, others
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in steps if "loss" in r]
     assert len(logged) == 2 and all("rewards/margins" in r for r in logged)

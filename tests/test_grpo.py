@@ -166,14 +166,25 @@ def test_lora_grpo_adapter_reloads_and_resumes(policy, server, tmp_path):
         "steps",
         "--save_steps",
         "1",
+        # the final norm trained in full next to the adapter, at its own learning rate
+        "--lora_modules_to_save",
+        "model.norm",
+        "--modules_to_save_learning_rate",
+        "0.05",
     ]
     grpo.main(_args(policy, out, server.url, *flags))
     assert (out / "adapter_config.json").is_file() and (out / "checkpoint-2").is_dir()
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(policy), str(out))
+    base = AutoModelForCausalLM.from_pretrained(policy)
+    start_norm = base.model.norm.weight.detach().clone()
+    model = PeftModel.from_pretrained(base, str(out))
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b), (
         "LoRA B matrices are still zero: nothing was learned"
     )
+    # Adam moves a coordinate by at most about its learning rate per step: two steps at 0.05 for the
+    # norm, far more than the adapter's 1e-3 could move it
+    moved = (model.merge_and_unload().model.norm.weight - start_norm).abs()
+    assert 0.01 < moved.mean().item() and moved.max().item() <= 2 * 0.05 + 1e-4, moved
 
     grpo.main(
         _args(policy, out, server.url, *flags, "--max_steps", "3", "--resume_from_checkpoint", "latest")

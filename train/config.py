@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,6 +73,14 @@ class ModelFields:
     lora_alpha: int = option(32, "LoRA alpha (scale = alpha / r)")
     lora_dropout: float = option(0.05, "LoRA dropout")
     lora_target_modules: list[str] = option(DEFAULT_LORA_TARGETS, "module names LoRA adapts")
+    lora_modules_to_save: list[str] = option(
+        [],
+        "modules trained in full next to the adapter (PEFT modules_to_save, matched by name suffix), e.g. "
+        "['model.norm']: the final RMSNorm, whose scale sets how sharply the policy samples",
+    )
+    modules_to_save_learning_rate: float | None = option(
+        None, "learning rate of lora_modules_to_save (None = learning_rate)"
+    )
 
 
 @dataclass
@@ -226,6 +235,8 @@ def _load_config(cls: type[T], argv: list[str] | None, defaults: dict[str, Any] 
             f"invalid config ({cls.__name__}): {exc}. Fix the value in the recipe or on the command line."
         ) from exc
     _check_model_path(cfg)
+    if isinstance(cfg, ModelFields):
+        check_saved_modules(cfg)
     for name in _PER_CORE_FIELDS:
         if getattr(cfg, name, 0) < 0:
             raise ConfigError(
@@ -310,8 +321,18 @@ def torch_dtype(name: str) -> torch.dtype:
     return table[name]
 
 
+def check_saved_modules(fields: ModelFields) -> None:
+    """A learning rate for the saved modules needs modules to apply to."""
+    if fields.modules_to_save_learning_rate is not None and not fields.lora_modules_to_save:
+        raise ConfigError(
+            "modules_to_save_learning_rate is set but lora_modules_to_save is empty: name the modules, "
+            "e.g. lora_modules_to_save: [model.norm]"
+        )
+
+
 def lora_config(fields: ModelFields, task_type: str = "CAUSAL_LM"):
     """A PEFT ``LoraConfig`` from the LoRA fields, or ``None`` when ``use_peft`` is off."""
+    check_saved_modules(fields)
     if not fields.use_peft:
         return None
     from peft import LoraConfig
@@ -321,8 +342,57 @@ def lora_config(fields: ModelFields, task_type: str = "CAUSAL_LM"):
         lora_alpha=fields.lora_alpha,
         lora_dropout=fields.lora_dropout,
         target_modules=list(fields.lora_target_modules),
+        modules_to_save=list(fields.lora_modules_to_save) or None,
         task_type=task_type,
     )
+
+
+class SavedModulesLearningRate:
+    """Trainer mixin: the named modules get a learning rate of their own.
+
+    Keyword arguments ``saved_modules`` (module paths, e.g. ``["model.norm"]``: with an adapter, the
+    modules PEFT trains in full; with full weights, those modules' own weights) and
+    ``saved_modules_learning_rate`` (``None`` = the trainer's one rate). The optimizer is built as usual,
+    then those parameters move into a group of their own, so the learning-rate schedule scales both
+    groups alike.
+    """
+
+    def __init__(
+        self,
+        *args,
+        saved_modules: Sequence[str] = (),
+        saved_modules_learning_rate: float | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.saved_modules = tuple(saved_modules)
+        self.saved_modules_learning_rate = saved_modules_learning_rate
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        rate = self.saved_modules_learning_rate
+        if rate is None:
+            return optimizer
+        opt_model = self.model if model is None else model
+        # a module path inside the parameter's dotted name (PEFT puts the trained copy at
+        # <path>.modules_to_save.default.weight and freezes the original)
+        marks = tuple(f".{name.strip('.')}." for name in self.saved_modules)
+        saved = {
+            id(p)
+            for n, p in opt_model.named_parameters()
+            if p.requires_grad and any(mark in f".{n}" for mark in marks)
+        }
+        if not saved:
+            raise ConfigError(
+                f"modules_to_save_learning_rate is set but no trainable parameter is in the modules "
+                f"{list(self.saved_modules)}; give full module paths, e.g. model.norm"
+            )
+        moved = []
+        for group in optimizer.param_groups:
+            moved += [p for p in group["params"] if id(p) in saved]
+            group["params"] = [p for p in group["params"] if id(p) not in saved]
+        optimizer.add_param_group({"params": moved, "lr": rate, "weight_decay": 0.0})
+        return optimizer
 
 
 def cpu_training_defaults() -> dict[str, Any]:

@@ -97,6 +97,7 @@ from train.config import (
     EvalFields,
     JsonlMetrics,
     ModelFields,
+    SavedModulesLearningRate,
     TaskFields,
     cpu_training_defaults,
     load_config,
@@ -188,6 +189,10 @@ def script_defaults() -> dict[str, Any]:
         "lora_r": 8,
         "lora_alpha": 16,
         "lora_dropout": 0.0,
+        # the final RMSNorm trained in full at 2e-2: its scale multiplies every logit, so the reward
+        # can sharpen the policy toward its passing mode (docs/learning.md, "Sharpness as a parameter")
+        "lora_modules_to_save": ["model.norm"],
+        "modules_to_save_learning_rate": 2e-2,
         "learning_rate": 1e-3,
         "lr_scheduler_type": "constant",
         "scale_rewards": "none",
@@ -272,8 +277,8 @@ def make_reward(client, cfg: GRPOScriptConfig) -> TRLReward:
 
 
 # --------------------------------------------------------------------------------------- trainer
-class RTLGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer plus DAPO dynamic sampling and the INFRA_ERROR stop; one method overridden."""
+class RTLGRPOTrainer(SavedModulesLearningRate, GRPOTrainer):
+    """GRPOTrainer plus DAPO dynamic sampling, the INFRA_ERROR stop and a learning rate for saved modules."""
 
     def __init__(
         self,
@@ -448,6 +453,8 @@ def train(cfg: GRPOScriptConfig) -> dict:
             dynamic_sampling=cfg.dynamic_sampling,
             fail_on_infra_rate=cfg.fail_on_infra_rate,
             negative_advantage_weight=cfg.negative_advantage_weight,
+            saved_modules=cfg.lora_modules_to_save,
+            saved_modules_learning_rate=cfg.modules_to_save_learning_rate,
         )
         before = _evaluate_on_main(trainer, tokenizer, splits, client, cfg) if splits else None
         train_start = time.time()

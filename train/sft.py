@@ -36,6 +36,7 @@ from train.common import load_model_and_tokenizer, resolve_tasks, resume_arg
 from train.config import (
     JsonlMetrics,
     ModelFields,
+    SavedModulesLearningRate,
     TaskFields,
     cpu_training_defaults,
     load_config,
@@ -135,6 +136,10 @@ def build_dataset(cfg: SFTScriptConfig, tokenizer, tasks: Sequence[Task] | None)
     return concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
+class RTLSFTTrainer(SavedModulesLearningRate, SFTTrainer):
+    """TRL's SFTTrainer with a learning rate of their own for modules trained next to an adapter."""
+
+
 def train(cfg: SFTScriptConfig, tasks: Sequence[Task] | None = None, callbacks: Sequence[Any] = ()) -> Path:
     """Run SFT as configured; returns the output directory (model or adapter + tokenizer).
 
@@ -143,13 +148,15 @@ def train(cfg: SFTScriptConfig, tasks: Sequence[Task] | None = None, callbacks: 
     dataset = build_dataset(cfg, tokenizer, tasks)
     save_resolved_config(cfg, cfg.output_dir)
     log.info("SFT on %d examples from %s", len(dataset), cfg.model_name_or_path)
-    trainer = SFTTrainer(
+    trainer = RTLSFTTrainer(
         model=model,
         args=cfg,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=lora_config(cfg),
         callbacks=[JsonlMetrics(Path(cfg.output_dir) / "metrics.jsonl"), *callbacks],
+        saved_modules=cfg.lora_modules_to_save,
+        saved_modules_learning_rate=cfg.modules_to_save_learning_rate,
     )
     trainer.train(resume_from_checkpoint=resume_arg(cfg.resume_from_checkpoint, cfg.output_dir))
     trainer.save_model(cfg.output_dir)
