@@ -374,9 +374,9 @@ class SavedModulesLearningRate:
         if rate is None:
             return optimizer
         opt_model = self.model if model is None else model
-        # a module path inside the parameter's dotted name (PEFT puts the trained copy at
-        # <path>.modules_to_save.default.weight and freezes the original)
-        marks = tuple(f".{name.strip('.')}." for name in self.saved_modules)
+        # With an adapter, PEFT's trained copies (<path>.modules_to_save.default.weight; the originals
+        # are frozen), whatever suffix matched them; with full weights, a module path inside the name.
+        marks = (".modules_to_save.", *(f".{name.strip('.')}." for name in self.saved_modules))
         saved = {
             id(p)
             for n, p in opt_model.named_parameters()
