@@ -79,7 +79,9 @@ class ModelFields:
         "['model.norm']: the final RMSNorm, whose scale sets how sharply the policy samples",
     )
     modules_to_save_learning_rate: float | None = option(
-        None, "learning rate of lora_modules_to_save (None = learning_rate)"
+        None,
+        "learning rate of the lora_modules_to_save (with use_peft false: of those modules' own weights); "
+        "None = learning_rate",
     )
 
 
