@@ -26,6 +26,7 @@ def sample_hf(
     batch_size: int = 8,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    cache_implementation: str | None = None,
 ) -> list[list[str]]:
     """Draw ``n`` completions for each prompt; returns one list of ``n`` strings per prompt, in order.
 
@@ -33,12 +34,21 @@ def sample_hf(
     ``temperature == 0`` decodes greedily (all ``n`` samples are then identical). Batches hold up to
     ``batch_size`` sequences; each batch is seeded with ``seed + batch index`` so a run is reproducible.
     ``progress(k)`` is called with the number of sequences finished by each batch.
+
+    Batches are formed after ordering the prompts by token length (stable), so a batch pads its prompts
+    to a similar length: left padding is attended over at every new token, and on a CPU copying the
+    padded key/value cache is most of the cost of a step. ``cache_implementation`` is passed to
+    ``generate`` (e.g. ``"static"``: a preallocated cache, no copy per token).
     """
     import torch
 
     if n < 1 or batch_size < 1:
         raise ValueError(f"sample_hf(n={n}, batch_size={batch_size}): both must be >= 1")
-    flat = [(index, prompt) for index, prompt in enumerate(prompts) for _ in range(n)]
+    if not prompts:
+        return []
+    lengths = [len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(prompts)), key=lengths.__getitem__)
+    flat = [(index, prompts[index]) for index in order for _ in range(n)]
     out: list[list[str]] = [[] for _ in prompts]
     device = next(model.parameters()).device
     sampling = (
@@ -55,7 +65,11 @@ def sample_hf(
         torch.manual_seed(seed + batch_index)
         with torch.no_grad():
             generated = model.generate(
-                **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                cache_implementation=cache_implementation,
+                **sampling,
             )
         new_tokens = generated[:, encoded["input_ids"].shape[1] :]
         for (index, _), text in zip(

@@ -142,6 +142,28 @@ def test_sample_hf_shapes_seeds_and_length(tiny):
     assert greedy[0][0] == greedy[0][1]
 
 
+def test_sample_hf_batches_by_prompt_length_and_answers_in_prompt_order(tiny):
+    model, tokenizer = load_policy(tiny)
+    # the untrained policy repeats a prompt's last character: three prompts, three answers
+    prompts = ["A much longer prompt: a four-bit counter with an enable input", "AND", "Make 1234"]
+    greedy = {"n": 1, "temperature": 0.0, "max_new_tokens": 16, "batch_size": 1}
+    alone = [sample_hf(model, tokenizer, [p], **greedy)[0] for p in prompts]
+    assert len(set(map(tuple, alone))) == 3  # the prompts are told apart, so a mix-up would show
+    assert sample_hf(model, tokenizer, prompts, **greedy) == alone
+    static = sample_hf(
+        model,
+        tokenizer,
+        prompts,
+        n=2,
+        temperature=1.0,
+        max_new_tokens=5,
+        batch_size=4,
+        cache_implementation="static",
+    )
+    assert [len(c) for c in static] == [2, 2, 2]
+    assert sample_hf(model, tokenizer, [], n=2) == []
+
+
 def test_sample_completions_full_and_lora(tiny, adapter):
     config = SamplingConfig(n=2, temperature=0.0, max_new_tokens=12, style="chat")
     full = sample_completions(tiny, ["Make an AND gate."], config, backend="hf", device="cpu")

@@ -107,6 +107,7 @@ def run(run_dir: Path, out_dir: Path, learning_rate: float, max_steps: int | Non
         or settings.get("sample_max_new_tokens", 320),
         seed=settings.get("seed", 0),
         prompt_style=settings.get("prompt_style", "plain"),
+        cache_implementation=settings.get("cache_implementation"),
     )
     test = held_out_splits(settings.get("eval_tasks"), None, settings.get("eval_max_tasks"))["test"]
     config = load_reward_config(settings.get("reward_config"))

@@ -199,6 +199,9 @@ def script_defaults() -> dict[str, Any]:
         "per_device_train_batch_size": 32,
         "num_generations": 8,
         "max_completion_length": 320,
+        # a preallocated key/value cache: on a CPU, copying the growing cache is most of a token's cost
+        # (4 prompts x 8 completions up to 320 tokens: 13% less generation time, docs/learning.md)
+        "cache_implementation": "static",
         "temperature": 1.0,
         "beta": 0.0,
         "loss_type": "dapo",
@@ -401,6 +404,7 @@ def policy_sampler(model, tokenizer, cfg: GRPOScriptConfig):
             batch_size=64,
             seed=cfg.seed + 10_000,
             progress=bar.update,
+            cache_implementation=cfg.cache_implementation,
         )
         bar.close()
         if was_training:
