@@ -19,7 +19,10 @@ from rewards.types import Status, Task
 from train.common import resolve_tasks
 
 HERE = Path(__file__).parent
-CONFIG = RewardConfig(ppa_enabled=False, sim_cpu_s=2.0, lint_cpu_s=4.0, wall_factor=2.0)
+# lint at 2 s CPU: the suites' elaboration bomb (a 2**28-bit register) takes about 4 s of Verilator CPU on
+# a slow 2-core machine, so a 4 s limit put it on the edge and the two paths could see different verdicts
+# (stopped in lint, or linted and stopped in simulation) for the same candidate
+CONFIG = RewardConfig(ppa_enabled=False, sim_cpu_s=2.0, lint_cpu_s=2.0, wall_factor=2.0)
 
 
 def _load(name: str):
