@@ -23,7 +23,10 @@ Why a batch cannot change a verdict:
   before elaborating the rest, so the candidates without an error of their own are linted again
   (as a smaller batch). A run stopped by a limit, or an error without a file, is split in halves.
 * **Simulation**: each harness writes its own trace under its own secret and raises a done flag;
-  one trusted module ends the run when every flag is up. The batch runs under the *smallest* of its
+  one trusted module ends the run when every flag is up. Harnesses and candidates share one source
+  file (a sandbox file costs a create on the host's disk): only lint-clean candidates get there, so
+  each closes its comments, strings and module, and none carries a directive into the next; a
+  compile that fails anyway is split like any other failed run. The batch runs under the *smallest* of its
   candidates' limits, so a candidate that would hit its limit alone stops the batch too. A
   candidate's complete, valid trace is its verdict even when a neighbour later stopped the run (it
   was written before anything else happened to the run). Every candidate without one (a compile
@@ -54,8 +57,7 @@ from rewards.cosim import (
     TraceError,
     golden_trace,
     harness_source,
-    judge_rows,
-    parse_trace,
+    judge_trace,
     run_cosim,
     run_lint_and_cosim,
 )
@@ -71,7 +73,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["batchable", "lint_and_cosim_many", "MAX_BATCH"]
 
-MAX_BATCH = 32
+MAX_BATCH = 64
 """Most candidates per tool process."""
 
 ALONE_GOLDEN_S = 0.5
@@ -311,7 +313,7 @@ class _Run:
     def _simulate_once(self, group: list[_Entry]) -> list[SimOutcome | None]:
         """One compile + run over ``group``: each candidate's outcome, ``None`` where the run cannot
         say (no complete trace of its own; every candidate when the run did not compile)."""
-        files: list[tuple[str, str]] = []
+        sources: list[str] = []  # one file: a sandbox file costs a create on the host's disk
         data: list[tuple[str, str]] = []
         tops: list[str] = []
         secrets: list[str] = []
@@ -321,22 +323,16 @@ class _Run:
             harness = harness_source(
                 entry.golden.plan, entry.top, names_nonce, secret, stim_file=stim, last=False
             )
-            files += [(f"h{n}.sv", harness), (f"c{n}.sv", entry.renamed)]
+            sources += [harness, entry.renamed]
             data.append((stim, entry.golden.stim_text))
             tops.append(f"rtlf_tb_{names_nonce}")
             secrets.append(secret)
         ender = f"rtlf_batch_{new_nonce()}"
         done = " && ".join(f"{top}.rtlf_done" for top in tops)
-        files.append(
-            (
-                "end.sv",
-                f"module {ender};\n  initial begin\n    wait ({done});\n    $finish;\n  end\nendmodule\n",
-            )
-        )
-        sources = [name for name, _ in files]
+        sources.append(f"module {ender};\n  initial begin\n    wait ({done});\n    $finish;\n  end\nendmodule\n")
         job = Job(
-            argv=("/bin/sh", "-c", sim_script(sources, [*tops, ender], IVERILOG.binary(), VVP.binary())),
-            files=tuple(files + data),
+            argv=("/bin/sh", "-c", sim_script(["batch.sv"], [*tops, ender], IVERILOG.binary(), VVP.binary())),
+            files=(("batch.sv", "\n".join(sources)), *data),
             limits=_smallest([entry.sim_limits for entry in group], 1.0 + sum(e.golden.cpu_s for e in group)),
             outputs=tuple(f"trace_{secret}.txt" for secret in secrets),
             ro_binds=tuple(sorted(set(IVERILOG.ro_binds()) | set(VVP.ro_binds()))),
@@ -351,13 +347,10 @@ class _Run:
         decided: list[SimOutcome | None] = []
         for entry, secret in zip(group, secrets, strict=True):
             name = f"trace_{secret}.txt"
-            trace = result.outputs.get(name)
             try:
-                rows = parse_trace(trace, secret, entry.golden.plan)
+                decided.append(judge_trace(entry.golden, result.outputs.get(name), secret))
             except TraceError:
                 decided.append(None)
-                continue
-            decided.append(judge_rows(entry.golden, rows))
         return decided
 
 

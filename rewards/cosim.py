@@ -393,6 +393,11 @@ class GoldenTrace:
     cpu_s: float
     defined_fraction: float
 
+    @functools.cached_property
+    def trace_body(self) -> bytes:
+        """The rows as the harness writes them (what a candidate that matches everywhere writes)."""
+        return "".join(f"{' '.join((str(k), *row))}\n" for k, row in enumerate(self.rows)).encode()
+
 
 class GoldenError(RuntimeError):
     """The golden design itself cannot be simulated: the task (or the toolchain) is broken."""
@@ -694,10 +699,23 @@ def judge_run(golden: GoldenTrace, run: SimRun, secret: str) -> SimOutcome:
             metrics,
         )
     try:
-        rows = parse_trace(run.outputs.get(trace_name), secret, plan)
+        return judge_trace(golden, run.outputs.get(trace_name), secret)
     except TraceError as exc:
         return SimOutcome(Status.SIM_MISMATCH, 0, total, f"harness trace rejected: {exc}", metrics)
-    return judge_rows(golden, rows)
+
+
+def judge_trace(golden: GoldenTrace, data: bytes | None, secret: str) -> SimOutcome:
+    """The outcome of a candidate whose harness wrote trace ``data`` under ``secret``; raises
+    :class:`TraceError` for a trace that is missing, forged, truncated or malformed.
+
+    A trace identical to the golden's (the same header, rows and end marker) is judged without
+    parsing it: parsing it would give the golden's own rows.
+    """
+    if data is not None and data == b"".join(
+        (f"H {secret}\n".encode(), golden.trace_body, f"E {secret} {len(golden.rows)}\n".encode())
+    ):
+        return judge_rows(golden, golden.rows)
+    return judge_rows(golden, parse_trace(data, secret, golden.plan))
 
 
 def judge_rows(golden: GoldenTrace, rows: Sequence[tuple[str, ...]]) -> SimOutcome:

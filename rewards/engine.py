@@ -20,6 +20,7 @@ A scorer bug costs its item (INFRA_ERROR), never the batch.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -27,7 +28,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rewards.batch import MAX_BATCH, batchable
@@ -61,10 +62,14 @@ def invalid_input(task_id: str, message: str) -> RewardResult:
 
 
 def _copy(result: RewardResult, task_id: str, cached: bool) -> RewardResult:
-    out = RewardResult.from_dict(result.to_dict())
-    out.task_id = task_id
-    out.cached = cached
-    return out
+    """An item's own copy of a shared result (a caller may change what it gets)."""
+    return replace(
+        result,
+        task_id=task_id,
+        cached=cached,
+        levels=dict(result.levels),
+        metrics=copy.deepcopy(result.metrics),
+    )
 
 
 # ------------------------------------------------------------------------------------- the engine
@@ -183,8 +188,10 @@ class ScoringEngine:
         return max(0, self.pending - self.running)
 
     # -------------------------------------------------------------------------- parsing and keying
-    def resolve(self, item: Any) -> tuple[Task, str, str] | RewardResult:
-        """(task, task hash, completion) for one wire item, or the INVALID_INPUT result saying why not."""
+    def resolve(self, item: Any, hashes: dict[int, str] | None = None) -> tuple[Task, str, str] | RewardResult:
+        """(task, task hash, completion) for one wire item, or the INVALID_INPUT result saying why not.
+        ``hashes`` remembers the hash of each :class:`Task` object met during one call (a group of
+        completions shares one task)."""
         if not isinstance(item, dict):
             return invalid_input(
                 "", f"expected an object with 'task' or 'task_id' and 'completion', got {type(item).__name__}"
@@ -192,7 +199,7 @@ class ScoringEngine:
         task_id = item.get("task_id")
         label = task_id if isinstance(task_id, str) else ""
         if item.get("task") is not None:
-            resolved = self._inline_task(item["task"], task_id)
+            resolved = self._inline_task(item["task"], task_id, {} if hashes is None else hashes)
         elif isinstance(task_id, str):
             resolved = self.tasks.get(task_id) or invalid_input(
                 task_id,
@@ -210,20 +217,25 @@ class ScoringEngine:
             return invalid_input(task.id, f"'completion' is {what}")
         return task, task_hash, completion
 
-    def _inline_task(self, record: Any, task_id: Any) -> tuple[Task, str] | RewardResult:
+    def _inline_task(self, record: Any, task_id: Any, hashes: dict[int, str]) -> tuple[Task, str] | RewardResult:
         try:
             task = record if isinstance(record, Task) else Task.from_dict(record)
         except TaskError as exc:
             return invalid_input(task_id if isinstance(task_id, str) else "", f"bad task record: {exc}")
         if isinstance(task_id, str) and task_id != task.id:
             return invalid_input(task_id, f"task_id {task_id!r} differs from task.id {task.id!r}")
-        return task, task.content_hash()
+        if task is not record:
+            return task, task.content_hash()
+        if id(task) not in hashes:
+            hashes[id(task)] = task.content_hash()
+        return task, hashes[id(task)]
 
     def prepare(self, items: list[Any]) -> Batch:
         """Parse and key every item and answer what the cache holds."""
         batch = Batch(results=[None] * len(items), task_ids=[""] * len(items))
+        hashes: dict[int, str] = {}  # the items hold their Task objects until this returns
         for index, item in enumerate(items):
-            resolved = self.resolve(item)
+            resolved = self.resolve(item, hashes)
             if isinstance(resolved, RewardResult):
                 batch.results[index] = resolved
                 batch.task_ids[index] = resolved.task_id
@@ -284,7 +296,9 @@ class ScoringEngine:
         alone = [[(key, item)] for key, item in todo if not self._batchable(item)]
         if not together:
             return alone
-        count = max(min(self.workers, len(together)), math.ceil(len(together) / self.batch_size))
+        # a whole number of rounds over the workers, so that no worker idles through the last round
+        rounds = math.ceil(len(together) / (self.batch_size * self.workers))
+        count = min(len(together), rounds * self.workers)
         size = math.ceil(len(together) / count)
         return [together[i : i + size] for i in range(0, len(together), size)] + alone
 

@@ -50,6 +50,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rewards.tools import find_binary
+
 log = logging.getLogger(__name__)
 
 _UID_BASE = 61000
@@ -155,7 +157,7 @@ class JobResult:
 
 
 def bwrap_binary() -> str | None:
-    return os.environ.get("BWRAP") or shutil.which("bwrap")
+    return os.environ.get("BWRAP") or find_binary("bwrap", os.environ.get("PATH"))
 
 
 def _job_root() -> Path:
@@ -320,6 +322,11 @@ def _read_outputs(job_dir: Path, names: tuple[str, ...], cap: int) -> dict[str, 
     return out
 
 
+def _plain_name(name: str) -> bool:
+    """A file name with no directory part (written straight into the job dir)."""
+    return bool(name) and "/" not in name and name not in (".", "..")
+
+
 def run_job(job: Job, sandbox: bool = True) -> JobResult:
     """Run ``job`` under the limits; returns what happened. Raises :class:`SandboxError` on setup failure."""
     bwrap = bwrap_binary()
@@ -330,14 +337,13 @@ def run_job(job: Job, sandbox: bool = True) -> JobResult:
     if os.geteuid() == 0:
         uid = _UID_BASE + (os.getpid() * 131 + next(_uid_counter)) % _UID_SPAN
     try:
+        root = job_dir.resolve()
         for name, content in job.files:
             target = job_dir / name
-            if (
-                target.resolve().parent != job_dir.resolve()
-                and job_dir.resolve() not in target.resolve().parents
-            ):
-                raise SandboxError(f"job file name {name!r} escapes the job dir")
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if not _plain_name(name):  # a path: it must stay inside the job dir
+                if target.resolve().parent != root and root not in target.resolve().parents:
+                    raise SandboxError(f"job file name {name!r} escapes the job dir")
+                target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(content)
         if uid is not None:
             for path in [job_dir, *job_dir.rglob("*")]:

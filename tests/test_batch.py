@@ -172,3 +172,18 @@ def test_a_hang_in_a_batch_costs_a_rerun_not_a_verdict():
 )
 def test_only_candidates_that_cannot_reach_a_neighbour_are_batched(code, together):
     assert batch.batchable(code, "top") is together
+
+
+@pytest.mark.parametrize("count, sizes", [(1, [1]), (70, [35, 35]), (130, [33, 33, 33, 31]), (9, [5, 4])])
+def test_batches_are_spread_over_whole_rounds_of_the_workers(count, sizes):
+    from rewards.engine import Plan, ScoringEngine
+    from rewards.extract import Extraction
+
+    code = "module top(input a, output y); assign y = ~a; endmodule"
+    task = Task(id="t", prompt="", top_module="top", reference=code)
+    plans = [(f"k{i}", Plan(task, code, Extraction(code=code), f"k{i}")) for i in range(count)]
+    engine = ScoringEngine(RewardConfig(), workers=2, batch_size=64)
+    try:
+        assert [len(group) for group in engine._groups(plans)] == sizes
+    finally:
+        engine.close()

@@ -183,6 +183,27 @@ def test_parse_trace_accepts_a_complete_trace():
     assert parse_trace(b"H s3cret\n0 01\n1 1x\nE s3cret 2\n", "s3cret", _comb_plan()) == [("01",), ("1x",)]
 
 
+def _golden(rows):
+    return cosim.GoldenTrace(
+        plan=_comb_plan(len(rows)), rows=tuple(rows), stim_text="", cpu_s=0.01, defined_fraction=1.0
+    )
+
+
+def test_judge_trace_equal_to_the_golden_needs_the_secret_and_every_line():
+    golden = _golden([("01",), ("1x",)])
+    same = b"H s3cret\n0 01\n1 1x\nE s3cret 2\n"
+    outcome = cosim.judge_trace(golden, same, "s3cret")
+    assert outcome.status is Status.OK and outcome.matched == outcome.total == 2
+    assert cosim.judge_trace(golden, b"H s3cret\n0 01\n1 10\nE s3cret 2\n", "s3cret").status is Status.OK
+    flipped = cosim.judge_trace(golden, b"H s3cret\n0 11\n1 10\nE s3cret 2\n", "s3cret")
+    assert flipped.status is Status.SIM_MISMATCH and flipped.matched == 1
+    for forged in (same.replace(b"s3cret", b"other"), same + b"0 01\n", same[:-1] + b" \n", same[:12]):
+        with pytest.raises(TraceError):
+            cosim.judge_trace(golden, forged, "s3cret")
+    with pytest.raises(TraceError):
+        cosim.judge_trace(golden, None, "s3cret")
+
+
 # --- real simulations ------------------------------------------------------------------------------------
 
 

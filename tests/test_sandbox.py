@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rewards.sandbox import Job, Limits, run_job
+from rewards.sandbox import Job, Limits, SandboxError, run_job
 from rewards.tools import IVERILOG, VERILATOR, VVP
 
 PY = "/usr/bin/python3"
@@ -146,6 +146,15 @@ def test_job_dir_is_writable_and_read_back():
     result = run_job(_sh("echo payload > out.txt", outputs=("out.txt",)))
     assert result.returncode == 0
     assert result.outputs == {"out.txt": b"payload\n"}
+
+
+def test_job_files_land_in_the_job_dir_and_none_escapes_it():
+    result = run_job(_sh("cat a.txt sub/b.txt", files=(("a.txt", "one\n"), ("sub/b.txt", "two\n"))))
+    assert result.returncode == 0 and result.stdout == "one\ntwo\n"
+    for name in ("../escaped.txt", "sub/../../escaped.txt", "/tmp/escaped.txt", ".."):
+        with pytest.raises(SandboxError):
+            run_job(_sh("true", files=((name, "x"),)))
+    assert not Path(tempfile.gettempdir(), "escaped.txt").exists()
 
 
 @pytest.mark.parametrize("path", ["/etc/passwd", "/etc/shadow", "/root", str(REPO_FILE), "/work/shared"])

@@ -53,6 +53,20 @@ def test_env_override_points_at_another_binary(tmp_path, monkeypatch):
     assert VERILATOR.binary() == os.path.realpath(link)
 
 
+def test_a_tool_installed_after_a_failed_lookup_is_found(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("IVERILOG", "rtlf-late-iverilog")
+    with pytest.raises(ToolNotFound):
+        IVERILOG.binary()
+    late = tmp_path / "rtlf-late-iverilog"
+    late.write_text("#!/bin/sh\n")
+    late.chmod(0o755)
+    assert IVERILOG.binary() == str(late)  # the miss was not remembered
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ToolNotFound):  # the lookup follows $PATH
+        IVERILOG.binary()
+
+
 def test_correct_completion_scores_ok_with_versions():
     result = score(TASK, COMPLETION, CONFIG)
     assert result.status is Status.OK, result.log

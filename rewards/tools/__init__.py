@@ -29,7 +29,7 @@ class Tool:
     def binary(self) -> str:
         """Absolute path of the binary; raises :class:`ToolNotFound`."""
         override = os.environ.get(self.env_var)
-        found = shutil.which(override or self.executable)
+        found = find_binary(override or self.executable, os.environ.get("PATH"))
         if not found:
             where = f"${self.env_var}={override!r}" if override else f"{self.executable!r} on PATH"
             raise ToolNotFound(f"{self.name} not found ({where}): {self.install_hint} or set ${self.env_var}")
@@ -52,6 +52,23 @@ class Tool:
             return ()
         prefix = os.path.dirname(os.path.dirname(path))
         return (prefix,)
+
+
+@functools.lru_cache(maxsize=64)
+def _found(name: str, path: str | None) -> str:
+    found = shutil.which(name, path=path)
+    if not found:
+        raise LookupError(name)  # not cached: a tool installed later is found on the next call
+    return found
+
+
+def find_binary(name: str, path: str | None) -> str | None:
+    """``shutil.which(name)`` on ``path`` (the caller's ``$PATH``), remembered per name and ``$PATH``:
+    every job asks for its tools, and a search walks the whole ``$PATH``."""
+    try:
+        return _found(name, path)
+    except LookupError:
+        return None
 
 
 @functools.cache
