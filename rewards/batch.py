@@ -21,7 +21,7 @@ Why a batch cannot change a verdict:
   messages. A candidate with an error of its own fails the syntax level (the same errors it gets
   alone: nothing else is in its namespace). When any candidate failed, Verilator may have stopped
   before elaborating the rest, so the candidates without an error of their own are linted again
-  (as a smaller batch). A run stopped by a limit, or an error without a file, is split in halves.
+  (as a smaller batch). A run stopped by a limit, or an error without a file, is split in four parts.
 * **Simulation**: each harness writes its own trace under its own secret and raises a done flag;
   one trusted module ends the run when every flag is up. Harnesses and candidates share one source
   file (a sandbox file costs a create on the host's disk): only lint-clean candidates get there, so
@@ -36,7 +36,8 @@ Why a batch cannot change a verdict:
 * A single candidate is always scored by the one-at-a-time path.
 
 Batches are cut so the candidates' golden simulation time stays a small fraction of the batch's
-limit (big designs run alone or in small batches), at most ``max_size`` candidates each.
+limit (big designs run alone or in small batches), at most ``max_size`` candidates each. Candidates
+with loops (the likeliest to hang) share batches only with each other, at most :data:`LOOP_BATCH`.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ from rewards.types import Task
 
 log = logging.getLogger(__name__)
 
-__all__ = ["batchable", "lint_and_cosim_many", "MAX_BATCH"]
+__all__ = ["batchable", "looped", "lint_and_cosim_many", "LOOP_BATCH", "MAX_BATCH"]
 
 MAX_BATCH = 64
 """Most candidates per tool process."""
@@ -87,6 +88,12 @@ _BATCH_LINT_CPU_S = 2.0
 
 _SPLIT = 4
 """A batch that does not end cleanly is re-run in this many parts (single candidates alone)."""
+
+LOOP_BATCH = 8
+"""Most candidates with loops (``for``, ``while``, ``repeat``, ``forever``) per batch; they share
+batches only with each other. A loop that never ends stops its whole batch at the batch's CPU limit,
+and finding it then takes a re-run per split (8 -> 2 -> 1): small batches keep that cost to a few
+of those re-runs, paid by candidates that could hang too."""
 
 _ALLOWED_SYSTEM = frozenset({"$signed", "$unsigned", "$clog2", "$bits"})
 _BLOCKERS = re.compile(r"[`\\]|verilator|synopsys|synthesis|pragma|translate_|lint_o|coverage_o", re.I)
@@ -114,11 +121,15 @@ def _top_declaration(code: str, top: str) -> re.Match | None:
         return None
     if any(name not in _ALLOWED_SYSTEM for name in _SYSTEM_NAME.findall(masked)):
         return None
-    if _LOOP.search(masked):  # the likeliest way to hang a simulation: alone, it costs only itself
-        return None
     if len(re.findall(rf"(?<![\w$]){re.escape(top)}(?![\w$])", masked)) != 1:
         return None
     return re.search(rf"\bmodule\s+({re.escape(top)})(?![\w$])", masked)
+
+
+@functools.lru_cache(maxsize=4096)
+def looped(code: str) -> bool:
+    """Whether ``code`` has a loop: the likeliest way to hang a simulation (see :data:`LOOP_BATCH`)."""
+    return _LOOP.search(_masked(code)) is not None
 
 
 def batchable(code: str, top: str) -> bool:
@@ -137,6 +148,7 @@ class _Entry:
     top: str
     golden: GoldenTrace | None  # None: linted only (no co-simulation asked for)
     sim_limits: Limits | None
+    looped: bool = False  # batched only with other candidates that have loops
 
     @property
     def cost_s(self) -> float:
@@ -182,7 +194,7 @@ def lint_and_cosim_many(
                 continue
             sim_limits = candidate_limits(limits, golden.cpu_s)
         renamed, top = _rename(code, task.top_module, new_nonce(6))
-        entries.append(_Entry(index, task, code, renamed, top, golden, sim_limits))
+        entries.append(_Entry(index, task, code, renamed, top, golden, sim_limits, looped(code)))
     for group in _groups(entries, max_size):
         run = _Run(settings, lint_limits, limits, sandbox)
         for entry, outcome in zip(group, run.lint_and_cosim(group), strict=True):
@@ -191,10 +203,21 @@ def lint_and_cosim_many(
 
 
 def _groups(entries: list[_Entry], max_size: int) -> list[list[_Entry]]:
-    groups: list[list[_Entry]] = [[entry] for entry in entries if entry.cost_s > ALONE_GOLDEN_S]
+    """Batches of ``entries``: costly ones alone; those with loops among themselves, a few at a time."""
+    alone = [[entry] for entry in entries if entry.cost_s > ALONE_GOLDEN_S]
+    rest = [entry for entry in entries if entry.cost_s <= ALONE_GOLDEN_S]
+    return (
+        alone
+        + _packed([e for e in rest if not e.looped], max_size)
+        + _packed([e for e in rest if e.looped], min(max_size, LOOP_BATCH))
+    )
+
+
+def _packed(entries: list[_Entry], max_size: int) -> list[list[_Entry]]:
+    groups: list[list[_Entry]] = []
     current: list[_Entry] = []
     golden_s = 0.0
-    for entry in sorted((e for e in entries if e.cost_s <= ALONE_GOLDEN_S), key=lambda e: e.cost_s):
+    for entry in sorted(entries, key=lambda e: e.cost_s):
         if current and (len(current) >= max_size or golden_s + entry.cost_s > _BATCH_GOLDEN_S):
             groups.append(current)
             current, golden_s = [], 0.0

@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rewards.batch import MAX_BATCH, batchable
+from rewards.batch import MAX_BATCH, batchable, looped
 from rewards.cache import ResultCache, cache_key, candidate_fingerprint, tools_fingerprint
 from rewards.config import RewardConfig
 from rewards.extract import Extraction
@@ -293,6 +293,8 @@ class ScoringEngine:
         """Work units for the pool: candidates that can share tool processes (:mod:`rewards.batch`)
         split evenly over the workers, at most ``batch_size`` each; every other item on its own."""
         together = [(key, item) for key, item in todo if self._batchable(item)]
+        # candidates with loops batch only with each other (rewards.batch): keep them in few groups
+        together.sort(key=lambda pair: looped(pair[1].extraction.code))
         alone = [[(key, item)] for key, item in todo if not self._batchable(item)]
         if not together:
             return alone

@@ -54,6 +54,16 @@ def _corpus(tmp: Path) -> list[tuple[Task, str]]:
         (bitwise, attacks.COSIM_WRONG.format(items="", extra="")),
     ]
     items += [(counter, redteam.LEGIT_COUNTER), (bitwise, redteam.LEGIT_BITWISE)]
+    # loops batch only with each other: loops that end (right and wrong) and loops that never do
+    loops = [
+        "integer i; reg [3:0] t; always @* begin t = 0; for (i = 0; i < 4; i = i + 1) t[i] = a[i]; end",
+        "integer i; reg [3:0] t; always @* begin t = 0; for (i = 0; i < 4; i = i + 1) t[i] = ~a[i]; end",
+        "integer i; reg [3:0] t; always @* begin t = 0; for (i = 0; i < 4; i = i) t = t + 1; end",
+        "integer i; reg [3:0] t; always @* begin i = 0; t = a; while (i < 4) t = t + 1; end",
+        "reg [3:0] t; always @* begin t = a; repeat (3) t = t + 1; end",
+    ]
+    items += [(bitwise, right.format(items=loop, extra="")) for loop in loops]
+    items += [(bitwise, COUNTING.format(items=loop)) for loop in loops[:2]]
     # a macro defined by one candidate and used by the next: alone, the second is a syntax error
     items += [
         (bitwise, "`define AND_OF(x, y) ((x) & (y))\n" + right.format(items="", extra="")),
@@ -89,6 +99,15 @@ def _corpus(tmp: Path) -> list[tuple[Task, str]]:
         items.append((task, golden.replace(";", "", 1)))
         items.append((task, golden.replace("endmodule", "wire [3:0] w = 4'hz;\nassign w = 1;\nendmodule")))
     return items
+
+
+# the loop's result is the design's output: a loop that computes the wrong value mismatches
+COUNTING = """module TopModule (input [3:0] a, input [3:0] b, output [3:0] y_and, output [3:0] y_xor);
+{items}
+  assign y_and = t & b;
+  assign y_xor = a ^ b;
+endmodule
+"""
 
 
 def _verdict(result) -> tuple:
@@ -162,9 +181,9 @@ def test_a_hang_in_a_batch_costs_a_rerun_not_a_verdict():
             False,
         ),
         ("module top(input a, output \\y$ ); assign \\y$ = a; endmodule", False),
-        (
+        (  # with loops: batched, but only with other candidates that have loops
             "module top(input [3:0] a, output reg y);\n  integer i;\n  always @* for (i = 0; i < 4; i = i + 1) y = a[i];\nendmodule",
-            False,
+            True,
         ),
         ("module top(input a, output top_y); assign top_y = a; endmodule", True),
         ("module top(input a, output y); top u(.a(a), .y(y)); endmodule", False),
