@@ -147,7 +147,12 @@ class RewardConfig:
         )
 
     def content_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of every setting (in cache keys); computed once per config (a config is frozen)."""
+        cached = self.__dict__.get("_content_hash")
+        if cached is None:
+            cached = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+            object.__setattr__(self, "_content_hash", cached)
+        return cached
 
     @classmethod
     def field_help(cls) -> dict[str, str]:

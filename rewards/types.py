@@ -84,9 +84,14 @@ class Task:
         return asdict(self)
 
     def content_hash(self) -> str:
-        """Stable hash of everything that affects scoring (used in cache keys)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        """Stable hash of everything that affects scoring (used in cache keys). Computed once per
+        record: a task is frozen (do not change its ``meta`` in place)."""
+        cached = self.__dict__.get("_content_hash")
+        if cached is None:
+            blob = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+            cached = hashlib.sha256(blob.encode()).hexdigest()
+            object.__setattr__(self, "_content_hash", cached)
+        return cached
 
 
 LEVELS = ("format", "syntax", "function", "ppa")

@@ -193,3 +193,17 @@ def test_engine_does_not_cache_infra_errors(tmp_path, monkeypatch):
     assert result.status is Status.INFRA_ERROR and result.reward is None
     assert len(engine.cache) == 0
     engine.close()
+
+
+def test_content_hashes_are_remembered_and_follow_every_field():
+    changed = dataclasses.replace
+    task = Task(id="t", prompt="p", top_module="top", reference="module top; endmodule", meta={"clock": "clk"})
+    first = task.content_hash()
+    assert task.content_hash() == first == Task.from_dict(task.to_dict()).content_hash()
+    assert "_content_hash" not in task.to_dict()
+    assert changed(task, reference=task.reference + "\n").content_hash() != first
+    assert changed(task, meta={"clock": None}).content_hash() != first
+    config = RewardConfig()
+    assert config.content_hash() == RewardConfig().content_hash() == config.content_hash()
+    assert "_content_hash" not in config.to_dict()
+    assert changed(config, comb_vectors=config.comb_vectors + 1).content_hash() != config.content_hash()
