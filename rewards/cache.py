@@ -34,7 +34,8 @@ from rewards.types import RewardResult, Status
 
 log = logging.getLogger(__name__)
 
-KEY_SCHEMA = "rtlforge-cache-v2"
+KEY_SCHEMA = "rtlforge-cache-v3"
+"""Changes whenever the scorer's flow changes what a result holds (v3: synthesis maps with ABC once)."""
 UNCACHEABLE = frozenset({Status.INFRA_ERROR, Status.INVALID_INPUT})
 _SQL_CHUNK = 500  # stays under SQLite's bound-parameter limit
 DEFAULT_MAX_ENTRIES = 2_000_000  # a few KB each: some GB at most

@@ -2,8 +2,12 @@
 
 Flow (each tool call is one sandboxed job, see :mod:`rewards.sandbox`):
 
-* **Synthesis** (:func:`synthesize`): Yosys ``read_verilog -sv``, ``synth -flatten -top``,
-  ``dfflibmap -liberty``, ``abc -liberty``, ``opt_clean``, ``stat -liberty``. Area is the
+* **Synthesis** (:func:`synthesize`): Yosys ``read_verilog -sv``, ``synth -flatten -noabc -top``,
+  ``dfflibmap -liberty``, ``abc -liberty``, ``opt_clean``, ``stat -liberty``. ABC runs once, mapping
+  straight onto the liberty: ``synth``'s own ``abc -fast`` (to generic gates) would be redone by
+  it. Over 40 embedded-corpus goldens the two flows give the same geometric-mean area and delay
+  (within 0.1% and 0.3%; single designs within ±5% and ±16%), and the single pass takes 29% less
+  time (ABC is a process of its own, about 30 ms to start). Area is the
   "Chip area" number of the ``stat`` report (liberty area units), cells its cell count; the
   mapped netlist is written into the job directory and read back. A design whose mapped netlist
   still holds cells that are not standard cells of the liberty (latches: ``$_DLATCH_P_`` has no
@@ -153,7 +157,7 @@ def synth_script(top: str, liberty: str) -> str:
             "read_verilog -sv design.sv",
             # A black-boxed module keeps its body in simulation but would cost nothing here.
             "select -assert-none =A:blackbox =A:whitebox =A:lib_whitebox =A:keep_hierarchy",
-            f"synth -flatten -top {top}",
+            f"synth -flatten -noabc -top {top}",  # ABC once, below, onto the liberty
             f"dfflibmap -liberty {liberty}",
             f"abc -liberty {liberty}",
             "opt_clean",
