@@ -15,10 +15,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from evals.run import GradedSample, prepare_completion
+from evals.run import GradedSample
 from rewards import ppa
 from rewards.config import RewardConfig
-from rewards.extract import extract_verilog
 from rewards.sandbox import SandboxError
 from rewards.score import default_jobs, limits_for, normalise_code
 from rewards.tools import ToolNotFound, liberty_path
@@ -93,8 +92,7 @@ def _distinct_passing(graded: Sequence[GradedSample]) -> dict[str, dict[str, tup
     for g in graded:
         if not g.passed:  # strict: a design the official bench only waves through is not compared
             continue
-        text, _ = prepare_completion(g.sample.task, g.sample.completion)
-        code = extract_verilog(text, g.sample.task.top_module).code
+        code = g.code  # what the reward core extracted and graded
         if code is None:
             continue
         key = normalise_code(code)

@@ -1,6 +1,6 @@
 """An evaluation run: tasks → samples (drawn from a checkpoint or read from a file) → grades → pass@k.
 
-Grading goes through the reward core (:func:`rewards.engine.score_batch`): each sample is extracted,
+Grading goes through the reward core (:func:`rewards.engine.score_batch_with_code`): each sample is extracted,
 guarded, linted, interface-checked and run against the benchmark's own test bench with the verdict
 decided by the harness, never by what the design prints. PPA is off while grading (speed); the
 PPA-vs-golden comparison is a separate step (:mod:`evals.ppa_compare`).
@@ -21,7 +21,7 @@ from evals.errata import erratum, name_erratum, split_task_id, weak_bench
 from evals.passk import DEFAULT_KS, ks_for, pass_at_k
 from evals.strict import BASIS_OFFICIAL, StrictVerdict, official_passed, strict_verdicts
 from rewards.config import RewardConfig
-from rewards.engine import score_batch
+from rewards.engine import score_batch_with_code
 from rewards.types import RewardResult, Status, Task
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class GradedSample:
     interface_prefixed: bool = False
     ppa: dict[str, Any] = field(default_factory=dict)
     strict: StrictVerdict | None = None
+    code: str | None = None  # the Verilog the reward core extracted and graded (None: none found)
 
     @property
     def task_id(self) -> str:
@@ -263,14 +264,15 @@ def grade_samples(
     official_config = replace(config, testbench_cosim=False, formal="off")
     prepared = [prepare_completion(s.task, s.completion) for s in samples]
     items = [(s.task, text) for s, (text, _) in zip(samples, prepared, strict=True)]
-    results = score_batch(items, official_config, jobs=jobs, progress=progress)
+    scored = score_batch_with_code(items, official_config, jobs=jobs, progress=progress)
+    results = [result for result, _ in scored]
     verdicts: list[StrictVerdict | None] = [None] * len(samples)
     if strict:
         strict_config = replace(config, testbench_cosim=False)
         verdicts = list(strict_verdicts(items, results, strict_config, jobs=jobs, progress=progress))
     return [
-        GradedSample(s, r, prefixed, strict=v)
-        for s, r, (_, prefixed), v in zip(samples, results, prepared, verdicts, strict=True)
+        GradedSample(s, r, prefixed, strict=v, code=code)
+        for s, (r, code), (_, prefixed), v in zip(samples, scored, prepared, verdicts, strict=True)
     ]
 
 

@@ -87,6 +87,7 @@ class Batch:
 
     results: list[RewardResult | None]
     task_ids: list[str]
+    codes: list[str | None] = field(default_factory=list)  # each item's Verilog as extracted (and scored)
     slots: dict[str, list[int]] = field(default_factory=dict)  # key -> indices of the items with it
     todo: dict[str, Plan] = field(default_factory=dict)
 
@@ -232,7 +233,7 @@ class ScoringEngine:
 
     def prepare(self, items: list[Any]) -> Batch:
         """Parse and key every item and answer what the cache holds."""
-        batch = Batch(results=[None] * len(items), task_ids=[""] * len(items))
+        batch = Batch(results=[None] * len(items), task_ids=[""] * len(items), codes=[None] * len(items))
         hashes: dict[int, str] = {}  # the items hold their Task objects until this returns
         for index, item in enumerate(items):
             resolved = self.resolve(item, hashes)
@@ -243,6 +244,7 @@ class ScoringEngine:
             task, task_hash, completion = resolved
             item_plan = self.plan(task, task_hash, completion)
             batch.task_ids[index] = task.id
+            batch.codes[index] = item_plan.extraction.code if item_plan.extraction is not None else None
             batch.slots.setdefault(item_plan.key, []).append(index)
             batch.todo.setdefault(item_plan.key, item_plan)
         hits = self.cache.get_many(batch.todo)
@@ -382,6 +384,13 @@ class ScoringEngine:
         """Score a batch in this process (no queue limit, no deadline): the client's in-process mode,
         the offline CLI, evals. ``progress(n)`` is called with the number of items each finished
         unique item answers (cache hits count at once)."""
+        return [result for result, _ in self.score_items_with_code(items, progress)]
+
+    def score_items_with_code(
+        self, items: list[Any], progress: Callable[[int], None] | None = None
+    ) -> list[tuple[RewardResult, str | None]]:
+        """:meth:`score_items`, each result with the Verilog extracted from its completion (what was
+        scored; ``None`` when nothing was extracted): for callers that go on with the design itself."""
         batch = self.prepare(items)
         if progress is not None:
             progress(sum(1 for r in batch.results if r is not None))
@@ -390,7 +399,7 @@ class ScoringEngine:
             batch.fill(key, future.result())
             if progress is not None:
                 progress(len(batch.slots[key]))
-        return self.account(batch.finish())
+        return list(zip(self.account(batch.finish()), batch.codes, strict=True))
 
     def account(self, results: list[RewardResult]) -> list[RewardResult]:
         for result in results:
@@ -443,8 +452,20 @@ def score_batch(
     Identical pairs are scored once; ``progress(n)`` is called with the number of newly finished items.
     ``batch_size=1`` scores every item in its own tool processes.
     """
+    return [result for result, _ in score_batch_with_code(items, config, jobs, progress, batch_size)]
+
+
+def score_batch_with_code(
+    items: Sequence[tuple[Task, str]],
+    config: RewardConfig | None = None,
+    jobs: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    batch_size: int = MAX_BATCH,
+) -> list[tuple[RewardResult, str | None]]:
+    """:func:`score_batch`, each result with the Verilog extracted from its completion (``None``
+    when none was): a caller that goes on with the design uses exactly what was scored."""
     engine = ScoringEngine(config or RewardConfig(), workers=jobs or None, batch_size=batch_size)
     try:
-        return engine.score_items([{"task": task, "completion": c} for task, c in items], progress)
+        return engine.score_items_with_code([{"task": task, "completion": c} for task, c in items], progress)
     finally:
         engine.close()

@@ -206,3 +206,15 @@ def test_batches_are_spread_over_whole_rounds_of_the_workers(count, sizes):
         assert [len(group) for group in engine._groups(plans)] == sizes
     finally:
         engine.close()
+
+
+def test_the_scored_code_comes_back_with_each_result():
+    from rewards.engine import score_batch_with_code
+
+    bitwise = _fixture("bitwise")
+    prose = "Here is the design:\n```verilog\n" + bitwise.reference + "```\nIt is combinational."
+    out = score_batch_with_code([(bitwise, prose), (bitwise, "no code at all"), (bitwise, prose)], CONFIG)
+    (first, code), (second, none), (third, again) = out
+    assert first.status is Status.OK and third.status is Status.OK
+    assert code == again and code.strip() == bitwise.reference.strip()
+    assert second.status is Status.FORMAT_ERROR and none is None
