@@ -352,7 +352,9 @@ class _Run:
             secrets.append(secret)
         ender = f"rtlf_batch_{new_nonce()}"
         done = " && ".join(f"{top}.rtlf_done" for top in tops)
-        sources.append(f"module {ender};\n  initial begin\n    wait ({done});\n    $finish;\n  end\nendmodule\n")
+        sources.append(
+            f"module {ender};\n  initial begin\n    wait ({done});\n    $finish;\n  end\nendmodule\n"
+        )
         job = Job(
             argv=("/bin/sh", "-c", sim_script(["batch.sv"], [*tops, ender], IVERILOG.binary(), VVP.binary())),
             files=(("batch.sv", "\n".join(sources)), *data),

@@ -189,7 +189,9 @@ class ScoringEngine:
         return max(0, self.pending - self.running)
 
     # -------------------------------------------------------------------------- parsing and keying
-    def resolve(self, item: Any, hashes: dict[int, str] | None = None) -> tuple[Task, str, str] | RewardResult:
+    def resolve(
+        self, item: Any, hashes: dict[int, str] | None = None
+    ) -> tuple[Task, str, str] | RewardResult:
         """(task, task hash, completion) for one wire item, or the INVALID_INPUT result saying why not.
         ``hashes`` remembers the hash of each :class:`Task` object met during one call (a group of
         completions shares one task)."""
@@ -218,7 +220,9 @@ class ScoringEngine:
             return invalid_input(task.id, f"'completion' is {what}")
         return task, task_hash, completion
 
-    def _inline_task(self, record: Any, task_id: Any, hashes: dict[int, str]) -> tuple[Task, str] | RewardResult:
+    def _inline_task(
+        self, record: Any, task_id: Any, hashes: dict[int, str]
+    ) -> tuple[Task, str] | RewardResult:
         try:
             task = record if isinstance(record, Task) else Task.from_dict(record)
         except TaskError as exc:

@@ -11,7 +11,9 @@ Then, on ``--distinct`` small distinct designs of the embedded corpus (a golden,
 syntax error each): the engine one candidate per tool process (``batch_size=1``) and batched
 (many candidates per Verilator and per Icarus process, :mod:`rewards.batch`), both with ``--jobs``
 workers, against the bare per-design floor (the one-at-a-time run's tool calls replayed bare, spread
-over the same number of cores); and cache hits.
+over the same number of cores); the batched run's own tool calls replayed bare (the tools' work);
+one batched pass with the formal level at its default (proof engines run one candidate each); and
+cache hits.
 Figures, not assertions: run it on an idle machine.
 """
 
@@ -323,6 +325,20 @@ def bench_batched(count: int, jobs: int, repeat: int, ppa: bool) -> None:
         f"batched, bare   : {tools_only / floor:.2f}x the floor: the batched run's {len(batched_jobs)} tool "
         f"calls replayed bare, divided over {jobs} cores (the tools' own work, a lower bound)"
     )
+    with_formal = load_reward_config(None, ppa_enabled=ppa)  # formal at its default (confirm)
+    if with_formal.formal != "off":
+        engine.score_batch(items, with_formal, jobs=jobs)  # formal's golden runs warm
+        formal.RESULT_CACHE.clear()
+        with Recorder() as recorder:
+            start = time.perf_counter()
+            engine.score_batch(items, with_formal, jobs=jobs)
+            wall = time.perf_counter() - start
+        proofs = [j for j in recorder.jobs if any(name.endswith(".il") for name, _ in j.files)]
+        print(
+            f"batched, formal : {len(items) / wall:7.1f} completions/s with formal={with_formal.formal} (the "
+            f"default; one pass): {len(proofs)} of its {len(recorder.jobs)} sandbox jobs are proof engines, "
+            "one candidate each"
+        )
     big_design(config, repeat)
     cache_engine = engine.ScoringEngine(config, workers=jobs)
     try:

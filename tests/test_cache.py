@@ -197,7 +197,9 @@ def test_engine_does_not_cache_infra_errors(tmp_path, monkeypatch):
 
 def test_content_hashes_are_remembered_and_follow_every_field():
     changed = dataclasses.replace
-    task = Task(id="t", prompt="p", top_module="top", reference="module top; endmodule", meta={"clock": "clk"})
+    task = Task(
+        id="t", prompt="p", top_module="top", reference="module top; endmodule", meta={"clock": "clk"}
+    )
     first = task.content_hash()
     assert task.content_hash() == first == Task.from_dict(task.to_dict()).content_hash()
     assert "_content_hash" not in task.to_dict()
