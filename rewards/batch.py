@@ -31,8 +31,9 @@ Why a batch cannot change a verdict:
   candidate's complete, valid trace is its verdict even when a neighbour later stopped the run (it
   was written before anything else happened to the run). Every candidate without one (a compile
   error, a limit hit first) is re-run: in a smaller batch, or, when no candidate of the batch got a
-  trace, in four parts, down to single candidates, which are scored alone. A hang or a bomb costs its
-  neighbours a re-run, never a verdict.
+  trace, in four parts (one candidate each from :data:`LOOP_BATCH` candidates down), down to single
+  candidates, which are scored alone. A hang or a bomb costs its neighbours a re-run, never a
+  verdict.
 * A single candidate is always scored by the one-at-a-time path.
 
 Batches are cut so the candidates' golden simulation time stays a small fraction of the batch's
@@ -91,9 +92,10 @@ _SPLIT = 4
 
 LOOP_BATCH = 8
 """Most candidates with loops (``for``, ``while``, ``repeat``, ``forever``) per batch; they share
-batches only with each other. A loop that never ends stops its whole batch at the batch's CPU limit,
-and finding it then takes a re-run per split (8 -> 2 -> 1): small batches keep that cost to a few
-of those re-runs, paid by candidates that could hang too."""
+batches only with each other. A loop that never ends stops its whole batch at the batch's CPU limit;
+a simulation of at most this many candidates that decides none of them is re-run one candidate at a
+time (no further splits), so a hang costs its few neighbours one re-run each, and they are
+candidates that could hang too."""
 
 _ALLOWED_SYSTEM = frozenset({"$signed", "$unsigned", "$clog2", "$bits"})
 _BLOCKERS = re.compile(r"[`\\]|verilator|synopsys|synthesis|pragma|translate_|lint_o|coverage_o", re.I)
@@ -328,8 +330,9 @@ class _Run:
             ]
         decided = self._simulate_once(group)
         open_ = [entry for entry, outcome in zip(group, decided, strict=True) if outcome is None]
-        if len(open_) == len(group):
-            return [outcome for part in _parts(group) for outcome in self.simulate(part)]
+        if len(open_) == len(group):  # nothing decided: a hang or a bomb is in there somewhere
+            parts = _parts(group) if len(group) > LOOP_BATCH else [[entry] for entry in group]
+            return [outcome for part in parts for outcome in self.simulate(part)]
         again = iter(self.simulate(open_)) if open_ else iter(())
         return [outcome if outcome is not None else next(again) for outcome in decided]
 

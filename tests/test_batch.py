@@ -58,7 +58,7 @@ def _corpus(tmp: Path) -> list[tuple[Task, str]]:
     loops = [
         "integer i; reg [3:0] t; always @* begin t = 0; for (i = 0; i < 4; i = i + 1) t[i] = a[i]; end",
         "integer i; reg [3:0] t; always @* begin t = 0; for (i = 0; i < 4; i = i + 1) t[i] = ~a[i]; end",
-        "integer i; reg [3:0] t; always @* begin t = 0; for (i = 0; i < 4; i = i) t = t + 1; end",
+        "integer i; reg [3:0] t; always @* begin t = 0; for (i = 0; i < 4; i = i) t = t + a; end",
         "integer i; reg [3:0] t; always @* begin i = 0; t = a; while (i < 4) t = t + 1; end",
         "reg [3:0] t; always @* begin t = a; repeat (3) t = t + 1; end",
     ]
