@@ -189,12 +189,8 @@ class ScoringEngine:
         return max(0, self.pending - self.running)
 
     # -------------------------------------------------------------------------- parsing and keying
-    def resolve(
-        self, item: Any, hashes: dict[int, str] | None = None
-    ) -> tuple[Task, str, str] | RewardResult:
-        """(task, task hash, completion) for one wire item, or the INVALID_INPUT result saying why not.
-        ``hashes`` remembers the hash of each :class:`Task` object met during one call (a group of
-        completions shares one task)."""
+    def resolve(self, item: Any) -> tuple[Task, str, str] | RewardResult:
+        """(task, task hash, completion) for one wire item, or the INVALID_INPUT result saying why not."""
         if not isinstance(item, dict):
             return invalid_input(
                 "", f"expected an object with 'task' or 'task_id' and 'completion', got {type(item).__name__}"
@@ -202,7 +198,7 @@ class ScoringEngine:
         task_id = item.get("task_id")
         label = task_id if isinstance(task_id, str) else ""
         if item.get("task") is not None:
-            resolved = self._inline_task(item["task"], task_id, {} if hashes is None else hashes)
+            resolved = self._inline_task(item["task"], task_id)
         elif isinstance(task_id, str):
             resolved = self.tasks.get(task_id) or invalid_input(
                 task_id,
@@ -220,27 +216,20 @@ class ScoringEngine:
             return invalid_input(task.id, f"'completion' is {what}")
         return task, task_hash, completion
 
-    def _inline_task(
-        self, record: Any, task_id: Any, hashes: dict[int, str]
-    ) -> tuple[Task, str] | RewardResult:
+    def _inline_task(self, record: Any, task_id: Any) -> tuple[Task, str] | RewardResult:
         try:
             task = record if isinstance(record, Task) else Task.from_dict(record)
         except TaskError as exc:
             return invalid_input(task_id if isinstance(task_id, str) else "", f"bad task record: {exc}")
         if isinstance(task_id, str) and task_id != task.id:
             return invalid_input(task_id, f"task_id {task_id!r} differs from task.id {task.id!r}")
-        if task is not record:
-            return task, task.content_hash()
-        if id(task) not in hashes:
-            hashes[id(task)] = task.content_hash()
-        return task, hashes[id(task)]
+        return task, task.content_hash()  # computed once per Task object
 
     def prepare(self, items: list[Any]) -> Batch:
         """Parse and key every item and answer what the cache holds."""
         batch = Batch(results=[None] * len(items), task_ids=[""] * len(items), codes=[None] * len(items))
-        hashes: dict[int, str] = {}  # the items hold their Task objects until this returns
         for index, item in enumerate(items):
-            resolved = self.resolve(item, hashes)
+            resolved = self.resolve(item)
             if isinstance(resolved, RewardResult):
                 batch.results[index] = resolved
                 batch.task_ids[index] = resolved.task_id

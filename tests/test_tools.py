@@ -62,6 +62,11 @@ def test_a_tool_installed_after_a_failed_lookup_is_found(tmp_path, monkeypatch):
     late.write_text("#!/bin/sh\n")
     late.chmod(0o755)
     assert IVERILOG.binary() == str(late)  # the miss was not remembered
+    late.unlink()
+    with pytest.raises(ToolNotFound):  # nor is a binary that has gone since
+        IVERILOG.binary()
+    late.write_text("#!/bin/sh\n")
+    late.chmod(0o755)
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ToolNotFound):  # the lookup follows $PATH
         IVERILOG.binary()

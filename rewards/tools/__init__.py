@@ -64,9 +64,14 @@ def _found(name: str, path: str | None) -> str:
 
 def find_binary(name: str, path: str | None) -> str | None:
     """``shutil.which(name)`` on ``path`` (the caller's ``$PATH``), remembered per name and ``$PATH``:
-    every job asks for its tools, and a search walks the whole ``$PATH``."""
+    every job asks for its tools, and a search walks the whole ``$PATH``. A remembered binary that
+    is gone (or no longer executable) is searched for again, as ``which`` would."""
     try:
-        return _found(name, path)
+        found = _found(name, path)
+        if not os.access(found, os.X_OK):
+            _found.cache_clear()
+            found = _found(name, path)
+        return found
     except LookupError:
         return None
 
